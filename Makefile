@@ -1,0 +1,36 @@
+# make demo   set up (first time) and train on the bundled sample with a tiny offline model
+# make test   set up (first time) and run the test suite
+# make style  format;  make quality  lint
+
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# The CPU build lies on this machine's disk; on a GPU box, pass TORCH=torch==2.13.0 (or your CUDA build).
+TORCH ?= torch==2.13.0
+STAMP := $(VENV)/.installed
+
+.PHONY: venv demo test style quality clean
+
+$(STAMP): requirements.txt requirements-dev.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check "$(TORCH)"
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: venv
+	$(PY) scripts/demo.py
+
+test: venv
+	$(PY) -m pytest
+
+style: venv
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+quality: venv
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
+
+clean:
+	rm -rf outputs .cache .pytest_cache .ruff_cache

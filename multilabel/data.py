@@ -1,0 +1,134 @@
+"""CSV files -> `datasets.Dataset` -> tokenised features, plus the validation split.
+
+Rows are read by the same parser that validated them (`schema.iter_records`), so what
+was checked is exactly what is trained on. Datasets are written as Arrow files and
+memory-mapped, so memory stays bounded however large the CSV is.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+from datasets import Dataset, Features, Sequence, Value
+from transformers import PreTrainedTokenizerBase
+
+from multilabel.features import encode_pairs
+from multilabel.schema import ColumnSpec, LabelSchema, iter_records, list_csv_files
+
+logger = logging.getLogger(__name__)
+
+LABELS = "labels"
+
+
+def _generate_rows(
+    paths: list[str], text_columns: list[str], schema: dict, fingerprint: list[tuple[int, int]]
+) -> Iterator[dict]:
+    """Rows of already validated files, labels as multi-hot floats.
+
+    `fingerprint` (size and mtime of each file) only feeds `datasets`' cache key, so
+    that an edited file is read again rather than served from the cache.
+    """
+    del fingerprint
+    label_schema = LabelSchema(**schema)
+    n_text = len(text_columns)
+    for path in paths:
+        for _, _, cells in iter_records(Path(path), [*text_columns, *label_schema.label_columns]):
+            row = dict(zip(text_columns, cells[:n_text], strict=False))
+            row[LABELS] = label_schema.encode(cells[n_text:])
+            yield row
+
+
+def load_split(
+    where: str | os.PathLike, spec: ColumnSpec, schema: LabelSchema, cache_dir: str | None = None
+) -> Dataset:
+    """One split (a CSV file or a channel directory of CSVs) as a Dataset with float labels."""
+    paths = [str(p) for p in list_csv_files(where)]
+    features = Features(
+        {**{c: Value("string") for c in spec.text_columns}, LABELS: Sequence(Value("float32"))}
+    )
+    stats = [(os.stat(p).st_size, os.stat(p).st_mtime_ns) for p in paths]
+    dataset = Dataset.from_generator(
+        _generate_rows,
+        features=features,
+        cache_dir=cache_dir,
+        gen_kwargs={
+            "paths": paths,
+            "text_columns": list(spec.text_columns),
+            "schema": {
+                "label_format": schema.label_format,
+                "label_columns": list(schema.label_columns),
+                "label_names": list(schema.label_names),
+            },
+            "fingerprint": stats,
+        },
+    )
+    logger.info("loaded %s: %d rows", where, len(dataset))
+    return dataset
+
+
+def label_matrix(dataset: Dataset) -> np.ndarray:
+    """The multi-hot label matrix of a dataset, rows x labels."""
+    return np.asarray(dataset.with_format("numpy")[LABELS], dtype=np.float32)
+
+
+def stratified_split(dataset: Dataset, size: float, seed: int) -> tuple[Dataset, Dataset]:
+    """A deterministic multi-label-stratified (train, validation) split."""
+    from iterstrat.ml_stratifiers import MultilabelStratifiedShuffleSplit
+
+    if not 0.0 < size < 1.0:
+        raise ValueError(f"validation_split_size: expected a fraction in (0, 1), found {size}")
+    labels = label_matrix(dataset)
+    splitter = MultilabelStratifiedShuffleSplit(n_splits=1, test_size=size, random_state=seed)
+    train_idx, val_idx = next(splitter.split(np.zeros(len(labels)), labels))
+    logger.info(
+        "no validation file: held out %d of %d training rows (%.0f%%, multi-label "
+        "stratified, seed %d) for validation and threshold tuning",
+        len(val_idx),
+        len(labels),
+        100 * size,
+        seed,
+    )
+    return dataset.select(np.sort(train_idx)), dataset.select(np.sort(val_idx))
+
+
+def tokenize(
+    dataset: Dataset,
+    tokenizer: PreTrainedTokenizerBase,
+    text_columns: tuple[str, ...],
+    max_seq_length: int,
+    truncation: str,
+    num_proc: int | None = None,
+) -> Dataset:
+    """Tokenise the first text column as text and the second as text pair, unpadded.
+
+    Padding happens per batch in the collator. Adds a boolean `truncated` column.
+    """
+
+    def encode(batch: dict) -> dict:
+        pairs = batch[text_columns[1]] if len(text_columns) > 1 else None
+        features, truncated = encode_pairs(
+            tokenizer, batch[text_columns[0]], pairs, max_seq_length, truncation
+        )
+        return {**features, "truncated": truncated}
+
+    tokenised = dataset.map(
+        encode,
+        batched=True,
+        num_proc=num_proc,
+        remove_columns=list(text_columns),
+        desc="tokenising",
+    )
+    n_truncated = int(np.sum(tokenised.with_format("numpy")["truncated"]))
+    logger.info(
+        "%d of %d rows (%.1f%%) were truncated to max_seq_length=%d (%s)",
+        n_truncated,
+        len(tokenised),
+        100 * n_truncated / max(len(tokenised), 1),
+        max_seq_length,
+        truncation,
+    )
+    return tokenised.remove_columns("truncated")

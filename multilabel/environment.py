@@ -1,0 +1,44 @@
+"""Where things live: SageMaker's `SM_*` paths, with local fallbacks, resolved in one place."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+SAGEMAKER_CHECKPOINT_DIR = "/opt/ml/checkpoints"
+LOCAL_ROOT = "outputs"
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    """The directories and input channels of one training run."""
+
+    on_sagemaker: bool
+    model_dir: str
+    output_data_dir: str
+    checkpoint_dir: str
+    channels: Mapping[str, str]
+
+
+def resolve_run_paths(env: Mapping[str, str] | None = None) -> RunPaths:
+    """SageMaker's directories when its variables are set, else `./outputs/...`.
+
+    The checkpoint directory is `/opt/ml/checkpoints` on SageMaker (the path synced with
+    `checkpoint_s3_uri`); `SM_CHECKPOINT_DIR` overrides it, for local SageMaker-shaped runs.
+    """
+    env = os.environ if env is None else env
+    on_sagemaker = "SM_MODEL_DIR" in env or "SM_TRAINING_ENV" in env
+    channels = {
+        key[len("SM_CHANNEL_") :].lower(): value
+        for key, value in env.items()
+        if key.startswith("SM_CHANNEL_")
+    }
+    default_checkpoints = SAGEMAKER_CHECKPOINT_DIR if on_sagemaker else f"{LOCAL_ROOT}/checkpoints"
+    return RunPaths(
+        on_sagemaker=on_sagemaker,
+        model_dir=env.get("SM_MODEL_DIR", f"{LOCAL_ROOT}/model"),
+        output_data_dir=env.get("SM_OUTPUT_DATA_DIR", f"{LOCAL_ROOT}/data"),
+        checkpoint_dir=env.get("SM_CHECKPOINT_DIR", default_checkpoints),
+        channels=channels,
+    )

@@ -1,0 +1,213 @@
+"""CSV validation: both label formats and every error, with their messages pinned."""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+import pytest
+
+from multilabel.schema import (
+    ColumnSpec,
+    DataValidationError,
+    LabelSchema,
+    detect_label_format,
+    validate_files,
+)
+from tests.helpers import LABELS, write_csv
+
+
+def indicator_row(text: str, *hot: int, pair: str = "pair text") -> list[object]:
+    return [text, pair, *(1 if i in hot else 0 for i in range(1, 11))]
+
+
+@pytest.fixture
+def good_train(tmp_path: Path) -> Path:
+    rows = [indicator_row(f"text {i}", 1 + i % 10) for i in range(20)]
+    return write_csv(tmp_path / "train.csv", rows)
+
+
+def problems_of(files: dict, **kwargs) -> list[str]:
+    with pytest.raises(DataValidationError) as info:
+        validate_files(files, **kwargs)
+    return info.value.problems
+
+
+def test_indicator_format_detected_and_label_names_are_columns(good_train: Path) -> None:
+    schema = validate_files({"train": good_train})
+    assert schema.label_format == "indicator"
+    assert schema.label_names == tuple(LABELS)
+    assert schema.encode(["1", "0", "true", "FALSE", " 1 ", "0", "0", "0", "0", "0"]) == [
+        1.0,
+        0.0,
+        1.0,
+        0.0,
+        1.0,
+        0.0,
+        0.0,
+        0.0,
+        0.0,
+        0.0,
+    ]
+
+
+def test_names_format_takes_the_union_of_slots(tmp_path: Path) -> None:
+    header = ["casePart1", "casePart2", "label1", "label2", "label3"]
+    rows = [["a", "b", "perl", "c", ""], ["c", "d", "java", "", ""], ["e", "f", "", "", "perl"]]
+    schema = validate_files({"train": write_csv(tmp_path / "t.csv", rows, header)})
+    assert schema.label_format == "names"
+    assert schema.label_names == ("c", "java", "perl")
+    assert schema.encode(["perl", "c", ""]) == [1.0, 0.0, 1.0]
+    assert schema.encode(["", "", "perl"]) == [0.0, 0.0, 1.0]
+
+
+def test_auto_detection_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="multilabel.schema"):
+        assert detect_label_format({"0", "1", "True"}, "auto") == "indicator"
+        assert detect_label_format({"0", "1", "2", "yes"}, "auto") == "indicator"
+        assert detect_label_format({"", "perl", "c"}, "auto") == "names"
+    assert "label format: indicator" in caplog.text
+    assert "label format: names" in caplog.text
+
+
+def test_explicit_format_is_kept() -> None:
+    assert detect_label_format({"0", "1"}, "names") == "names"
+    with pytest.raises(ValueError, match=r"label_format: expected one of .*found 'other'"):
+        detect_label_format(set(), "other")
+
+
+def test_missing_columns_are_named(tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "train.csv", [["a", 1]], header=["casePart1", "label1"])
+    (problem,) = problems_of({"train": path})
+    assert re.search(r"train\.csv: missing column\(s\) \['casePart2'\]; the header has", problem)
+    assert "--text_column_names" in problem
+
+
+def test_missing_label_columns_given_by_name(tmp_path: Path, good_train: Path) -> None:
+    spec = ColumnSpec(label_columns=("label1", "label99"))
+    (problem,) = problems_of({"train": good_train}, spec=spec)
+    assert "missing column(s) ['label99']" in problem
+
+
+def test_duplicate_columns(tmp_path: Path) -> None:
+    header = ["casePart1", "casePart2", "label1", "label1"]
+    path = write_csv(tmp_path / "train.csv", [["a", "b", 0, 1]], header)
+    (problem,) = problems_of({"train": path})
+    assert problem.endswith("duplicate column name(s) ['label1'] in the header")
+
+
+def test_empty_file_and_header_only(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    header_only = write_csv(tmp_path / "header.csv", [])
+    assert problems_of({"train": empty}) == [f"{empty}: empty file, expected a header row naming the columns"]
+    assert problems_of({"train": header_only}) == [f"{header_only}: no data rows, only a header"]
+
+
+def test_bad_indicator_values_name_column_rows_and_values(tmp_path: Path) -> None:
+    rows = [indicator_row(f"t{i}", 1) for i in range(5)]
+    rows[1][4] = "2"  # label3
+    rows[3][4] = "yes"
+    path = write_csv(tmp_path / "train.csv", rows)
+    (problem,) = problems_of({"train": path})  # auto: still indicator, strays are errors
+    assert problem == (
+        f"{path}: column 'label3', rows 2, 4 (2 in all): expected 0/1 or true/false, found ['2', 'yes']"
+    )
+
+
+def test_long_row_lists_are_cut(tmp_path: Path) -> None:
+    rows = [indicator_row("", 1, pair="") for _ in range(15)]
+    path = write_csv(tmp_path / "train.csv", rows)
+    (problem,) = problems_of({"train": path})
+    assert "rows 1, 2, 3, 4, 5, 6, 7, 8, 9, 10 and 5 more (15 in all)" in problem
+
+
+def test_both_texts_empty_is_an_error_one_empty_is_fine(tmp_path: Path) -> None:
+    rows = [
+        indicator_row("only the first part", 1, pair=""),
+        indicator_row("", 2, pair="only the second part"),
+        indicator_row("  ", 3, pair=""),
+    ]
+    path = write_csv(tmp_path / "train.csv", rows)
+    (problem,) = problems_of({"train": path})
+    assert problem == (
+        f"{path}: row 3 (1 in all): all text columns ['casePart1', 'casePart2'] are empty; "
+        "a row needs text in at least one of them"
+    )
+
+
+def test_ragged_rows_are_reported_with_line_numbers(tmp_path: Path) -> None:
+    path = tmp_path / "train.csv"
+    path.write_text(
+        ",".join(["casePart1", "casePart2", *LABELS]) + "\n" + "a,b,1,0\n" + "c,d" + ",0" * 10 + "\n"
+    )
+    (problem,) = problems_of({"train": path})
+    assert problem.startswith(
+        f"{path}: rows 1 (line 2) have a different number of fields than the header's 12"
+    )
+
+
+def test_unknown_label_name_in_validation_and_test(tmp_path: Path) -> None:
+    header = ["casePart1", "casePart2", "label1", "label2"]
+    train = write_csv(tmp_path / "train.csv", [["a", "b", "perl", ""], ["c", "d", "java", "c"]], header)
+    val = write_csv(tmp_path / "val.csv", [["a", "b", "perl", "rust"]], header)
+    test = write_csv(tmp_path / "test.csv", [["a", "b", "go", ""], ["x", "y", "", "go"]], header)
+    problems = problems_of({"train": train, "validation": val, "test": test})
+    assert problems == [
+        f"{val}: column 'label2', row 1 (1 in all): label name(s) never seen in the training file, found ['rust']",
+        f"{test}: column 'label1', row 1 (1 in all): label name(s) never seen in the training file, found ['go']",
+        f"{test}: column 'label2', row 2 (1 in all): label name(s) never seen in the training file, found ['go']",
+    ]
+
+
+def test_label_without_positive_example_warns(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = write_csv(tmp_path / "train.csv", [indicator_row("a", 1), indicator_row("b", 2)])
+    with caplog.at_level(logging.WARNING):
+        validate_files({"train": path})
+    assert "label 'label3' has no positive example in the training data" in caplog.text
+
+
+def test_all_problems_of_all_files_are_raised_together(tmp_path: Path, good_train: Path) -> None:
+    val = write_csv(tmp_path / "val.csv", [["a", 1]], header=["casePart1", "label1"])
+    missing = tmp_path / "nope.csv"
+    problems = problems_of({"train": good_train, "validation": val, "test": missing})
+    assert len(problems) == 2
+    assert problems[0] == f"{missing}: no such file or directory"
+    assert "missing column(s)" in problems[1]
+
+
+def test_channel_directory_reads_every_csv(tmp_path: Path) -> None:
+    write_csv(tmp_path / "chan" / "a.csv", [indicator_row("a", 1)])
+    write_csv(tmp_path / "chan" / "b.csv", [indicator_row("b", 2), indicator_row("", 3, pair="")])
+    (problem,) = problems_of({"train": tmp_path / "chan"})
+    assert problem.startswith(f"{tmp_path / 'chan' / 'b.csv'}: row 2 (1 in all)")
+    (tmp_path / "empty_chan").mkdir()
+    assert problems_of({"train": tmp_path / "empty_chan"}) == [
+        f"{tmp_path / 'empty_chan'}: directory holds no .csv file"
+    ]
+
+
+def test_no_training_file() -> None:
+    assert problems_of({"train": None}) == ["no training file: pass --train_file or set SM_CHANNEL_TRAIN"]
+
+
+def test_custom_column_names(tmp_path: Path) -> None:
+    header = ["title", "body", "is_a", "is_b"]
+    path = write_csv(tmp_path / "t.csv", [["x", "y", 1, 0], ["z", "", 0, 1]], header)
+    spec = ColumnSpec(text_columns=("title", "body"), label_columns=("is_a", "is_b"))
+    assert validate_files({"train": path}, spec=spec) == LabelSchema(
+        "indicator", ("is_a", "is_b"), ("is_a", "is_b")
+    )
+
+
+def test_column_spec_rejects_three_text_columns() -> None:
+    with pytest.raises(ValueError, match=r"text_column_names: expected one or two column names"):
+        ColumnSpec(text_columns=("a", "b", "c"))
+
+
+def test_multiline_quoted_texts_are_one_row(tmp_path: Path) -> None:
+    path = write_csv(
+        tmp_path / "t.csv", [indicator_row("line one\nline two, with comma", 1, pair='say "hi"\n')]
+    )
+    assert validate_files({"train": path}).label_format == "indicator"

@@ -1,0 +1,55 @@
+"""Fine-tune an encoder (default roberta-base) for multi-label classification from CSV.
+
+Locally:
+    python train.py --model_name_or_path roberta-base --train_file data/train.csv \
+        --validation_file data/validation.csv --test_file data/test.csv
+
+On SageMaker the same script runs unchanged: files come from the SM_CHANNEL_* channels,
+the model goes to SM_MODEL_DIR, and every flag below is a hyperparameter.
+`python train.py --help` lists every option, the Trainer's included.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from multilabel.arguments import parse_arguments
+from multilabel.schema import DataValidationError
+
+logger = logging.getLogger("train")
+
+EXIT_BAD_DATA = 2
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    """One format for our logs and the libraries', through the root logger."""
+    import datasets
+    import transformers
+
+    logging.basicConfig(
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stdout, force=True
+    )
+    logging.getLogger().setLevel(level)
+    datasets.utils.logging.set_verbosity(level)
+    transformers.utils.logging.set_verbosity(level)
+    transformers.utils.logging.disable_default_handler()
+    transformers.utils.logging.enable_propagation()
+
+
+def main(argv: list[str] | None = None) -> int:
+    model_args, data_args, training_args = parse_arguments(argv)
+    # INFO on the main process, WARNING on the other DDP ranks.
+    configure_logging(training_args.get_process_log_level())
+    from multilabel.training import run  # heavy imports after argument errors are reported
+
+    try:
+        run(model_args, data_args, training_args)
+    except DataValidationError as err:
+        logger.error("%s", err)
+        return EXIT_BAD_DATA
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
