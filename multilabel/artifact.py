@@ -14,11 +14,11 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from multilabel.bundle import PACKAGE_DIR, PROJECT_DIR, copy_package
+
 logger = logging.getLogger(__name__)
 
 CLASSIFIER_CONFIG = "classifier_config.json"
-PACKAGE_DIR = Path(__file__).resolve().parent
-PROJECT_DIR = PACKAGE_DIR.parent
 HANDLER = "inference.py"
 
 
@@ -67,9 +67,5 @@ def copy_serving_code(model_dir: str | Path) -> bool:
     shutil.rmtree(code_dir, ignore_errors=True)
     code_dir.mkdir(parents=True)
     shutil.copy2(handler, code_dir / HANDLER)
-    shutil.copytree(
-        PACKAGE_DIR,
-        code_dir / PACKAGE_DIR.name,
-        ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "._*"),
-    )
+    copy_package(code_dir)
     return True

@@ -79,6 +79,23 @@ class MetricLogCallback(TrainerCallback):
             logger.info("metrics step=%d %s", state.global_step, format_metrics(logs))
 
 
+class SyncBestCheckpointCallback(TrainerCallback):
+    """Make every DDP rank agree on the best checkpoint's path.
+
+    Trainer records `best_model_checkpoint` only if the checkpoint folder already exists
+    on disk when a rank looks. Rank 0 writes it, so another rank may look too early and
+    record nothing; at the end of training the ranks then disagree about waiting at a
+    barrier before loading the best model, and training hangs. The path is known from
+    `best_global_step` alone, and rank 0 has written it by the time it is loaded.
+    """
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.best_global_step:
+            state.best_model_checkpoint = str(
+                Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.best_global_step}"
+            )
+
+
 def format_metrics(values: Mapping[str, float]) -> str:
     """`name=value` pairs; the form that SageMaker metric definitions match."""
     return " ".join(f"{k}={v:.6g}" for k, v in values.items() if isinstance(v, (int, float)))
@@ -229,7 +246,7 @@ def build_trainer(
         data_collator=DataCollatorWithPadding(tokenizer, pad_to_multiple_of=pad_to),
         processing_class=tokenizer,
         compute_metrics=compute_eval_metrics(list(model.config.id2label.values())),
-        callbacks=[MetricLogCallback()],
+        callbacks=[MetricLogCallback(), SyncBestCheckpointCallback()],
         pos_weight=pos_weight,
     )
     trainer.remove_callback(PrinterCallback)  # MetricLogCallback logs the same, once

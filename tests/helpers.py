@@ -42,7 +42,7 @@ def run_train(
     env: Mapping[str, str] | None = None,
     cwd: Path = ROOT,
     launcher: Sequence[str] = (sys.executable,),
-    timeout: float = 600,
+    timeout: float = 300,
 ) -> subprocess.CompletedProcess:
     """Run train.py as a subprocess, output captured as text."""
     return subprocess.run(

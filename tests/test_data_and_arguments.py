@@ -1,0 +1,133 @@
+"""Loading, splitting and tokenising; argument parsing as SageMaker passes it; run paths."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from transformers import AutoTokenizer
+
+from multilabel.arguments import parse_arguments
+from multilabel.data import label_matrix, load_split, stratified_split, tokenize
+from multilabel.environment import resolve_run_paths
+from multilabel.features import encode_pairs
+from multilabel.schema import ColumnSpec, validate_files
+from multilabel.training import last_complete_checkpoint
+from tests.helpers import DATA, read_csv, write_csv
+
+
+def test_load_split_keeps_every_row_in_order_with_float_labels(tmp_path: Path) -> None:
+    schema = validate_files({"train": DATA / "train.csv"})
+    dataset = load_split(DATA / "train.csv", ColumnSpec(), schema, cache_dir=str(tmp_path))
+    rows = read_csv(DATA / "train.csv")
+    assert len(dataset) == len(rows) == 300
+    assert dataset.features["labels"].feature.dtype == "float32"
+    assert dataset[7]["casePart2"] == rows[7]["casePart2"]
+    expected = np.array([[float(r[f"label{i}"]) for i in range(1, 11)] for r in rows])
+    np.testing.assert_array_equal(label_matrix(dataset), expected)
+
+
+def test_an_edited_file_is_read_again(tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "t.csv", [["a", "b", 1, *[0] * 9]])
+    schema = validate_files({"train": path})
+    first = load_split(path, ColumnSpec(), schema, cache_dir=str(tmp_path / "cache"))
+    write_csv(path, [["a", "b", 1, *[0] * 9], ["c", "d", 0, 1, *[0] * 8]])
+    second = load_split(path, ColumnSpec(), schema, cache_dir=str(tmp_path / "cache"))
+    assert (len(first), len(second)) == (1, 2)
+
+
+def test_stratified_split_is_deterministic_and_keeps_rare_labels(tmp_path: Path) -> None:
+    schema = validate_files({"train": DATA / "train.csv"})
+    dataset = load_split(DATA / "train.csv", ColumnSpec(), schema, cache_dir=str(tmp_path))
+    train_a, val_a = stratified_split(dataset, 0.2, seed=1)
+    _, val_b = stratified_split(dataset, 0.2, seed=1)
+    assert val_a["casePart1"] == val_b["casePart1"]
+    assert len(train_a) + len(val_a) == 300
+    # Every label with at least 5 positives shows up in validation.
+    total, held_out = label_matrix(dataset).sum(0), label_matrix(val_a).sum(0)
+    assert np.all(held_out[total >= 5] >= 1)
+    with pytest.raises(
+        ValueError, match=r"validation_split_size: expected a fraction in \(0, 1\), found 1.5"
+    ):
+        stratified_split(dataset, 1.5, seed=1)
+
+
+def test_tokenisation_pairs_truncates_and_reports(tiny_model: Path, tmp_path: Path) -> None:
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    features, truncated = encode_pairs(tokenizer, ["short", "word " * 100], ["pair", "more " * 100], 32)
+    assert [len(ids) for ids in features["input_ids"]][1] == 32
+    assert truncated == [False, True]
+    # The pair is a second segment: <s> text </s></s> pair </s>.
+    ids = features["input_ids"][0]
+    assert ids[0] == tokenizer.bos_token_id and ids.count(tokenizer.eos_token_id) == 3
+    with pytest.raises(ValueError, match="truncation: expected one of"):
+        encode_pairs(tokenizer, ["a"], None, 8, truncation="sideways")
+
+    schema = validate_files({"train": DATA / "validation.csv"})
+    dataset = load_split(DATA / "validation.csv", ColumnSpec(), schema, cache_dir=str(tmp_path))
+    tokenised = tokenize(dataset, tokenizer, ("casePart1", "casePart2"), 48, "longest_first")
+    assert set(tokenised.column_names) == {"input_ids", "attention_mask", "labels"}
+    assert max(len(ids) for ids in tokenised["input_ids"]) == 48
+
+
+def test_sagemaker_style_arguments_parse(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SM_MODEL_DIR", raising=False)
+    model_args, data_args, training_args = parse_arguments(
+        [
+            "--group_by_length",
+            "True",
+            "--load_best_model_at_end",
+            "False",
+            "--learning_rate",
+            "3e-05",
+            "--text_column_names",
+            "title, body",
+            "--label_column_names",
+            "a,b",
+        ]
+    )
+    assert training_args.group_by_length is True
+    assert training_args.load_best_model_at_end is False
+    assert training_args.learning_rate == 3e-5
+    assert data_args.column_spec() == ColumnSpec(text_columns=("title", "body"), label_columns=("a", "b"))
+    assert model_args.model_name_or_path == "roberta-base"
+    assert training_args.output_dir == "outputs/checkpoints"
+    assert training_args.metric_for_best_model == "micro_f1"
+    assert training_args.eval_strategy == "epoch" and training_args.report_to == []
+
+
+def test_argument_errors_name_the_flag() -> None:
+    with pytest.raises(ValueError, match="max_seq_length: expected at least 8, found 4"):
+        parse_arguments(["--max_seq_length", "4"])
+    with pytest.raises(SystemExit):
+        parse_arguments(["--pos_weight", "sometimes"])
+
+
+def test_run_paths_on_sagemaker_and_locally() -> None:
+    local = resolve_run_paths({})
+    assert (local.on_sagemaker, local.model_dir, local.checkpoint_dir) == (
+        False,
+        "outputs/model",
+        "outputs/checkpoints",
+    )
+    sm = resolve_run_paths(
+        {
+            "SM_MODEL_DIR": "/opt/ml/model",
+            "SM_OUTPUT_DATA_DIR": "/opt/ml/output/data",
+            "SM_CHANNEL_TRAIN": "/opt/ml/input/data/train",
+            "SM_CHANNEL_TEST": "/opt/ml/input/data/test",
+        }
+    )
+    assert sm.on_sagemaker and sm.checkpoint_dir == "/opt/ml/checkpoints"
+    assert dict(sm.channels) == {"train": "/opt/ml/input/data/train", "test": "/opt/ml/input/data/test"}
+
+
+def test_last_complete_checkpoint_skips_partial_ones(tmp_path: Path) -> None:
+    assert last_complete_checkpoint(str(tmp_path / "missing")) is None
+    for step, complete in [(5, True), (10, True), (15, False), (9, True)]:
+        (tmp_path / f"checkpoint-{step}").mkdir()
+        if complete:
+            (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
+    (tmp_path / "checkpoint-x").mkdir()
+    assert last_complete_checkpoint(str(tmp_path)) == str(tmp_path / "checkpoint-10")
