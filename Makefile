@@ -7,6 +7,9 @@ PY := $(VENV)/bin/python
 # The CPU build lies on this machine's disk; on a GPU box, pass TORCH=torch==2.13.0 (or your CUDA build).
 TORCH ?= torch==2.13.0
 STAMP := $(VENV)/.installed
+# A second environment with the inference container's transformers, for the compatibility test.
+SERVING_VENV ?= .venv-serving
+SERVING_STAMP := $(SERVING_VENV)/.installed
 
 .PHONY: venv demo test style quality clean
 
@@ -16,7 +19,13 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $(STAMP)
 
-venv: $(STAMP)
+$(SERVING_STAMP): requirements-serving.txt
+	test -x $(SERVING_VENV)/bin/python || python3 -m venv $(SERVING_VENV)
+	$(SERVING_VENV)/bin/python -m pip install --quiet --disable-pip-version-check "$(TORCH)"
+	$(SERVING_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-serving.txt
+	touch $(SERVING_STAMP)
+
+venv: $(STAMP) $(SERVING_STAMP)
 
 demo: venv
 	$(PY) scripts/demo.py

@@ -69,3 +69,123 @@ def copy_serving_code(model_dir: str | Path) -> bool:
     shutil.copy2(handler, code_dir / HANDLER)
     copy_package(code_dir)
     return True
+
+
+# Hooks the inference toolkit calls, with their required parameters (a trailing
+# `context` parameter is optional).
+HOOKS = {
+    "model_fn": ("model_dir",),
+    "input_fn": ("input_data", "content_type"),
+    "predict_fn": ("data", "model"),
+    "output_fn": ("prediction", "accept"),
+}
+TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "vocab.txt", "sentencepiece.bpe.model", "spiece.model")
+
+
+def _is_junk(name: str) -> bool:
+    """macOS resource forks and caches that must not ship."""
+    parts = name.split("/")
+    return any(p.startswith("._") or p in ("__pycache__", ".DS_Store") for p in parts)
+
+
+def pack_model(model_dir: str | Path, archive: str | Path) -> Path:
+    """Write `model_dir` as a SageMaker `model.tar.gz`: files at the archive root, no junk."""
+    import tarfile
+
+    root = Path(model_dir)
+    archive = Path(archive)
+    with tarfile.open(archive, "w:gz") as tar:
+        for path in sorted(root.rglob("*")):
+            name = path.relative_to(root).as_posix()
+            if path.is_file() and not _is_junk(name):
+                tar.add(path, arcname=name, recursive=False)
+    problems = check_model_archive(archive)
+    if problems:
+        raise ValueError(f"{archive} is not deployable:\n" + "\n".join(f"  - {p}" for p in problems))
+    logger.info("packed %s into %s", root, archive)
+    return archive
+
+
+def _hook_problems(source: str) -> list[str]:
+    import ast
+
+    tree = ast.parse(source)
+    functions = {node.name: node for node in tree.body if isinstance(node, ast.FunctionDef)}
+    problems = []
+    if "transform_fn" in functions and any(h in functions for h in ("input_fn", "predict_fn", "output_fn")):
+        problems.append("code/inference.py defines transform_fn together with input_fn/predict_fn/output_fn")
+    for hook, params in HOOKS.items():
+        if hook not in functions:
+            if "transform_fn" not in functions or hook == "model_fn":
+                problems.append(f"code/inference.py has no {hook}{params}")
+            continue
+        names = [a.arg for a in functions[hook].args.args]
+        if len(names) not in (len(params), len(params) + 1):
+            problems.append(
+                f"code/inference.py: {hook} takes {names}, expected {list(params)} (+ optional context)"
+            )
+    return problems
+
+
+def check_model_archive(archive: str | Path) -> list[str]:
+    """Why a `model.tar.gz` would not deploy with this project's handler ([] if it would)."""
+    import tarfile
+
+    with tarfile.open(archive, "r:gz") as tar:
+        members = {m.name.removeprefix("./"): m for m in tar.getmembers() if m.isfile()}
+        problems = [f"junk file {n} in the archive" for n in sorted(members) if _is_junk(n)]
+        if "config.json" not in members:
+            tops = sorted({n.split("/")[0] for n in members if "/" in n} - {"code"})
+            hint = f" (files sit under {tops}: pack the folder's contents, not the folder)" if tops else ""
+            problems.append(f"no config.json at the archive root{hint}")
+        else:
+            config = json.load(tar.extractfile(members["config.json"]))
+            if config.get("problem_type") != "multi_label_classification":
+                problems.append(
+                    f"config.json: problem_type is {config.get('problem_type')!r}, expected 'multi_label_classification'"
+                )
+            if not config.get("id2label"):
+                problems.append("config.json: no id2label")
+        if "model.safetensors" not in members and not any(
+            n.startswith("model-") and n.endswith(".safetensors") for n in members
+        ):
+            problems.append("no safetensors weights (model.safetensors); the endpoint loads no other format")
+        if not any(n in members for n in TOKENIZER_FILES) or "tokenizer_config.json" not in members:
+            problems.append("no tokenizer (tokenizer_config.json and tokenizer.json or vocabulary files)")
+        if CLASSIFIER_CONFIG not in members:
+            problems.append(f"no {CLASSIFIER_CONFIG} (thresholds and text columns written by train.py)")
+        if f"code/{HANDLER}" not in members:
+            problems.append(f"no code/{HANDLER}: the endpoint would fall back to the default pipeline")
+        else:
+            problems += _hook_problems(tar.extractfile(members[f"code/{HANDLER}"]).read().decode("utf-8"))
+            if not any(n.startswith("code/multilabel/") for n in members):
+                problems.append("code/inference.py imports multilabel, but code/multilabel/ is missing")
+    return problems
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m multilabel.artifact pack MODEL_DIR model.tar.gz` or `check model.tar.gz`."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Pack or check a SageMaker model.tar.gz")
+    sub = parser.add_subparsers(dest="command", required=True)
+    pack = sub.add_parser("pack", help="pack a model directory written by train.py")
+    pack.add_argument("model_dir")
+    pack.add_argument("archive")
+    check = sub.add_parser("check", help="say why an archive would not deploy")
+    check.add_argument("archive")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    if args.command == "pack":
+        pack_model(args.model_dir, args.archive)
+        return 0
+    problems = check_model_archive(args.archive)
+    for problem in problems:
+        logger.error("%s", problem)
+    if not problems:
+        logger.info("%s is deployable", args.archive)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,120 @@
+"""Start the real SageMaker Hugging Face inference server (Multi Model Server) on 127.0.0.1.
+
+The toolkit's own `serving.main()` starts it, exactly as in the inference container;
+only its fixed config-file path is redirected to a temporary file. Used by the server
+tests and by the load benchmark.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+LAUNCHER = """
+import sys
+import sagemaker_inference.model_server as model_server
+import sagemaker_huggingface_inference_toolkit.mms_model_server as hf_model_server
+model_server.MMS_CONFIG_FILE = hf_model_server.MMS_CONFIG_FILE = sys.argv[1]
+from sagemaker_huggingface_inference_toolkit import serving
+serving.main()
+"""
+
+
+def free_port() -> int:
+    """A free port below 10000: Multi Model Server rejects five-digit ports."""
+    for port in random.sample(range(8100, 9999), 200):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port in 8100-9999")
+
+
+def post(
+    url: str, body: bytes, content_type: str, accept: str | None = None, timeout: float = 60
+) -> tuple[int, bytes]:
+    """POST and return (status, body) for any status."""
+    headers = {"Content-Type": content_type}
+    if accept:
+        headers["Accept"] = accept
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read()
+
+
+class ModelServer:
+    """One model server process group serving `model_dir` (with its code/)."""
+
+    def __init__(self, model_dir: Path, workdir: Path, env: dict[str, str] | None = None):
+        self.base = workdir / "opt-ml"
+        shutil.copytree(model_dir, self.base / "model")
+        self.port, self.management_port = free_port(), free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = workdir / "server.log"
+        (workdir / "tmp").mkdir()
+        self.env = {
+            **os.environ,
+            **(env or {}),
+            "SAGEMAKER_BASE_DIR": str(self.base),
+            "SAGEMAKER_BIND_TO_PORT": str(self.port),
+            "MMS_INFERENCE_ADDRESS": self.url,
+            "MMS_MANAGEMENT_ADDRESS": f"http://127.0.0.1:{self.management_port}",
+            "SAGEMAKER_MODEL_SERVER_WORKERS": "1",
+            "TMPDIR": str(workdir / "tmp"),
+            "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+            "HF_HUB_OFFLINE": "1",
+        }
+        self.config_file = workdir / "mms.properties"
+        self.workdir = workdir
+        self.process: subprocess.Popen | None = None
+
+    def start(self, probe: bytes, timeout: float = 240) -> None:
+        """Start, and wait until an invocation succeeds (the worker loads after /ping is up)."""
+        log = open(self.log_path, "wb")  # noqa: SIM115 - lives as long as the server
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", LAUNCHER, str(self.config_file)],
+            cwd=self.workdir,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"model server exited: {self.log_tail()}")
+            try:
+                status, _ = post(f"{self.url}/invocations", probe, "application/json", timeout=10)
+                if status == 200:
+                    return
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            time.sleep(1)
+        self.stop()
+        raise RuntimeError(f"model server did not answer within {timeout}s: {self.log_tail()}")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+    def log_tail(self, chars: int = 4000) -> str:
+        return self.log_path.read_text(errors="replace")[-chars:] if self.log_path.exists() else ""
