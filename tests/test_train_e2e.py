@@ -35,10 +35,12 @@ OUTPUT_FILES = {
 
 
 def test_model_dir_holds_exactly_the_deployable_files(sm_run: SageMakerRun) -> None:
-    assert (
-        files_under(sm_run.model_dir) - {f for f in files_under(sm_run.model_dir) if f.startswith("code/")}
-        == MODEL_FILES
-    )
+    files = files_under(sm_run.model_dir)
+    package = {f for f in files if f.startswith("code/multilabel/")}
+    assert files - package == MODEL_FILES
+    # The whole package travels, sources only, so the handler's imports resolve.
+    assert {"code/multilabel/serving.py", "code/multilabel/artifact.py", "code/multilabel/features.py"} <= package
+    assert all(f.endswith(".py") for f in package)
 
 
 def test_output_data_files(sm_run: SageMakerRun) -> None:
