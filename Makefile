@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 SERVING_VENV ?= .venv-serving
 SERVING_STAMP := $(SERVING_VENV)/.installed
 
-.PHONY: venv demo test style quality clean
+.PHONY: venv demo test style quality clean bench-handler
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -32,6 +32,9 @@ demo: venv
 
 test: venv
 	$(PY) -m pytest
+
+bench-handler: venv
+	$(PY) benchmarks/handler_throughput.py --json outputs/handler_throughput.json
 
 style: venv
 	$(VENV)/bin/ruff format .

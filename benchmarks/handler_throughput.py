@@ -40,12 +40,20 @@ def build_model_dir(out: Path, max_seq_length: int) -> Path:
     from make_tiny_model import build_tiny_roberta
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    base = build_tiny_roberta(out / "base", [ROOT / "data" / "train.csv"], hidden_size=256, layers=4,
-                              max_positions=max_seq_length + 2)
+    base = build_tiny_roberta(
+        out / "base",
+        [ROOT / "data" / "train.csv"],
+        hidden_size=256,
+        layers=4,
+        max_positions=max_seq_length + 2,
+    )
     labels = [f"label{i}" for i in range(1, 11)]
     model = AutoModelForSequenceClassification.from_pretrained(
-        base, num_labels=10, problem_type="multi_label_classification",
-        id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)},
+        base,
+        num_labels=10,
+        problem_type="multi_label_classification",
+        id2label=dict(enumerate(labels)),
+        label2id={n: i for i, n in enumerate(labels)},
     )
     model_dir = out / "model"
     model.save_pretrained(model_dir, safe_serialization=True)
@@ -78,7 +86,7 @@ def measure(model_dir: Path, repeats: int) -> list[dict]:
         batch_records = records(size)
         body = json.dumps({"inputs": batch_records})
 
-        def handler() -> str:
+        def handler(body: str = body) -> str:
             request = inference.input_fn(body, "application/json")
             return inference.output_fn(inference.predict_fn(request, classifier), "application/json")
 
@@ -90,17 +98,19 @@ def measure(model_dir: Path, repeats: int) -> list[dict]:
         )
         batch = pad_batch(features, classifier.tokenizer.pad_token_id, 0, size)
 
-        def bare() -> torch.Tensor:
+        def bare(batch: dict = batch) -> torch.Tensor:
             with torch.inference_mode():
                 return classifier.model(**batch).logits
 
         handler_s, bare_s = best_seconds(handler, repeats), best_seconds(bare, repeats)
-        rows.append({
-            "records": size,
-            "handler_records_per_s": round(size / handler_s, 1),
-            "bare_forward_records_per_s": round(size / bare_s, 1),
-            "ratio": round(bare_s / handler_s, 3),
-        })
+        rows.append(
+            {
+                "records": size,
+                "handler_records_per_s": round(size / handler_s, 1),
+                "bare_forward_records_per_s": round(size / bare_s, 1),
+                "ratio": round(bare_s / handler_s, 3),
+            }
+        )
     return rows
 
 
@@ -117,9 +127,14 @@ def main() -> int:
         rows = measure(model_dir, args.repeats)
     print(f"{'records':>8} {'handler rec/s':>14} {'bare rec/s':>11} {'ratio':>6}")
     for r in rows:
-        print(f"{r['records']:>8} {r['handler_records_per_s']:>14} {r['bare_forward_records_per_s']:>11} {r['ratio']:>6}")
-    result = {"machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
-              "torch": torch.__version__, "rows": rows}
+        print(
+            f"{r['records']:>8} {r['handler_records_per_s']:>14} {r['bare_forward_records_per_s']:>11} {r['ratio']:>6}"
+        )
+    result = {
+        "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
+        "torch": torch.__version__,
+        "rows": rows,
+    }
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
     return 0

@@ -39,7 +39,11 @@ def test_model_dir_holds_exactly_the_deployable_files(sm_run: SageMakerRun) -> N
     package = {f for f in files if f.startswith("code/multilabel/")}
     assert files - package == MODEL_FILES
     # The whole package travels, sources only, so the handler's imports resolve.
-    assert {"code/multilabel/serving.py", "code/multilabel/artifact.py", "code/multilabel/features.py"} <= package
+    assert {
+        "code/multilabel/serving.py",
+        "code/multilabel/artifact.py",
+        "code/multilabel/features.py",
+    } <= package
     assert all(f.endswith(".py") for f in package)
 
 
