@@ -21,7 +21,7 @@ from multilabel.artifact import pack_model
 from multilabel.metric_names import metric_definitions
 from multilabel.schema import DataValidationError
 from tests.conftest import SageMakerRun
-from tests.helpers import DATA, LABELS, write_csv
+from tests.helpers import DATA, LABELS, read_csv, write_csv
 from tests.model_server import free_port
 
 pytestmark = pytest.mark.integration
@@ -376,3 +376,61 @@ def test_launch_imports_without_torch_or_transformers() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(launch.__file__).parent
     )
     assert result.stdout.strip() == "ok", result.stderr[-2000:]
+
+
+NOTEBOOK = Path(launch.__file__).parent / "notebooks" / "launch.ipynb"
+
+
+def test_notebook_is_stored_without_outputs() -> None:
+    import nbformat
+
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    for cell in notebook.cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == [] and cell.execution_count is None
+
+
+def test_notebook_runs_top_to_bottom(aws: str, sm_run: SageMakerRun, tmp_path: Path) -> None:
+    """The launch notebook, executed by a real kernel against the emulated AWS account."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    from multilabel.serving import Classifier
+
+    archive = pack_model(sm_run.model_dir, tmp_path / "model.tar.gz")
+    boto3.client("s3", region_name=REGION).upload_file(str(archive), BUCKET, "m/model.tar.gz")
+    # The emulated endpoint answers with what the real handler says about the same rows.
+    records = [
+        {"casePart1": r["casePart1"], "casePart2": r["casePart2"]} for r in read_csv(DATA / "test.csv")[:5]
+    ]
+    results = Classifier.load(sm_run.model_dir, device="cpu").predict(records)
+    queue = {"results": [{"Body": json.dumps(results), "ContentType": "application/json"}]}
+    urllib.request.urlopen(
+        urllib.request.Request(
+            f"{aws}/moto-api/static/sagemaker/endpoint-results",
+            data=json.dumps(queue).encode(),
+            method="POST",
+            headers={"Content-Type": "application/json"},
+        )
+    )
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    (parameters,) = [c for c in notebook.cells if "parameters" in c.metadata.get("tags", [])]
+    parameters.source += (
+        f"\nROLE = {ROLE!r}\nBUCKET = {BUCKET!r}\nREGION = {REGION!r}\nDATA_DIR = {str(DATA)!r}\n"
+        f"WAIT = False\nMODEL_DATA = 's3://{BUCKET}/m/model.tar.gz'\n"
+    )
+    NotebookClient(
+        notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOK.parent)}}
+    ).execute()
+
+    def text_of(cell) -> str:
+        return "".join(o.get("text", "") or o.get("data", {}).get("text/plain", "") for o in cell.outputs)
+
+    outputs = [text_of(c) for c in notebook.cells if c.cell_type == "code"]
+    assert "indicator format, 10 labels: label1, label2" in outputs[2]
+    assert "multilabel-" in outputs[3]  # the training job's name
+    assert "'multilabel-demo'" in outputs[5]
+    table = outputs[6]
+    assert all(r["labels"][0] in table for r in results if r["labels"])
+    assert "endpoint multilabel-demo" in outputs[7]
+    assert boto3.client("sagemaker", region_name=REGION).list_endpoints()["Endpoints"] == []
