@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 SERVING_VENV ?= .venv-serving
 SERVING_STAMP := $(SERVING_VENV)/.installed
 
-.PHONY: venv demo test style quality clean bench-handler
+.PHONY: venv demo test style quality clean bench-handler container-test
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -35,6 +35,10 @@ test: venv
 
 bench-handler: venv
 	$(PY) benchmarks/handler_throughput.py --json outputs/handler_throughput.json
+
+# Build the Dockerfile with buildah and run `train` and `serve` in the image (root, ~10 min).
+container-test: venv
+	bash scripts/container_test.sh
 
 style: venv
 	$(VENV)/bin/ruff format .
