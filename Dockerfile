@@ -39,12 +39,11 @@ COPY --from=build /opt/venv /opt/venv
 COPY train.py inference.py requirements.txt /opt/ml/code/
 COPY multilabel /opt/ml/code/multilabel
 COPY docker/entrypoint.sh /usr/local/bin/entrypoint.sh
-# SageMaker's training and inference toolkits, and where they find the program.
+# The training program's location is set by the entry point's `train` branch only: the
+# inference toolkit reads SAGEMAKER_PROGRAM too, as the handler module's name.
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
-    SAGEMAKER_PROGRAM=train.py \
-    SAGEMAKER_SUBMIT_DIRECTORY=/opt/ml/code \
     HF_HUB_DISABLE_TELEMETRY=1
 # A non-root user owns /opt/ml and the model server's config file. SageMaker mounts its
 # own /opt/ml directories at run time; where those are root-only, build with

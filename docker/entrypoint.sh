@@ -4,12 +4,16 @@ set -e
 case "$1" in
   train)
     # The SageMaker training toolkit: hyperparameters, channels and SM_* variables as on
-    # SageMaker; it runs $SAGEMAKER_PROGRAM (train.py) from the submitted source, else /opt/ml/code.
+    # SageMaker. It runs the submitted source when the job has one, else the image's copy.
+    export SAGEMAKER_PROGRAM="${SAGEMAKER_PROGRAM:-train.py}"
+    export SAGEMAKER_SUBMIT_DIRECTORY="${SAGEMAKER_SUBMIT_DIRECTORY:-/opt/ml/code}"
     exec train
     ;;
   serve)
     # The Hugging Face inference toolkit in Multi Model Server on port 8080, with the
-    # model's code/inference.py (copied there by train.py) as the handler.
+    # model's code/inference.py (copied there by train.py) as the handler; the image's
+    # own copy in the working directory serves a model directory without code/.
+    unset SAGEMAKER_PROGRAM
     exec python -c "from sagemaker_huggingface_inference_toolkit import serving; serving.main()"
     ;;
   *)

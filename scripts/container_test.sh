@@ -54,7 +54,7 @@ fi
 started=$(date +%s)
 "${BUILDAH[@]}" bud --isolation chroot --layers=false "${mounts[@]}" "${args[@]}" -t "$IMAGE" "$ROOT"
 build_seconds=$(( $(date +%s) - started ))
-size=$("${BUILDAH[@]}" inspect --type image --format '{{.Size}}' "$IMAGE" 2>/dev/null || echo "?")
+size=$("${BUILDAH[@]}" images --format '{{.Size}}' "$IMAGE")
 "${BUILDAH[@]}" images "$IMAGE"
 
 log "train: the SageMaker training toolkit inside the image, on the sample data and a tiny model"
@@ -81,7 +81,10 @@ for split in train validation test; do cp "$ROOT/data/$split.csv" "$OPTML/input/
 chown -R 1000:1000 "$OPTML"  # the image runs as uid 1000, as SageMaker's own /opt/ml would be owned
 ctr=$("${BUILDAH[@]}" from "$IMAGE")
 trap '"${BUILDAH[@]}" rm "$ctr" >/dev/null 2>&1 || true' EXIT
-"${BUILDAH[@]}" run --isolation chroot -v "$OPTML:/opt/ml" "$ctr" -- \
+# SageMaker mounts these four under /opt/ml; the image's own /opt/ml/code stays visible.
+volumes=()
+for d in input model output checkpoints; do volumes+=(-v "$OPTML/$d:/opt/ml/$d"); done
+"${BUILDAH[@]}" run --isolation chroot "${volumes[@]}" "$ctr" -- \
   env SM_STUDIO_LOCAL_MODE=true HF_HUB_OFFLINE=1 /usr/local/bin/entrypoint.sh train
 test -f "$OPTML/output/success" || { echo "training failed: $(cat "$OPTML/output/failure" 2>/dev/null)"; exit 1; }
 for f in config.json model.safetensors classifier_config.json code/inference.py code/multilabel/serving.py; do
@@ -112,4 +115,4 @@ assert [r["labels"] for r in got] == [r["labels"] for r in expected], (got, expe
 assert all(abs(got[0]["scores"][k] - v) < 1e-5 for k, v in expected[0]["scores"].items())
 print("serve: labels and scores match the model run on the host:", got[0]["labels"])
 PYEOF
-log "image built in ${build_seconds}s; size ${size} bytes"
+log "image built in ${build_seconds}s; size ${size}"

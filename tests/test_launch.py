@@ -89,6 +89,25 @@ def tar_names(key: str) -> set[str]:
         return {m.name for m in tar.getmembers() if m.isfile()}
 
 
+def upload_model(sm_run: SageMakerRun, tmp_path: Path, key: str) -> str:
+    """The session's trained model, packed as model.tar.gz, at s3://BUCKET/key."""
+    archive = pack_model(sm_run.model_dir, tmp_path / "model.tar.gz")
+    boto3.client("s3", region_name=REGION).upload_file(str(archive), BUCKET, key)
+    return f"s3://{BUCKET}/{key}"
+
+
+def queue_endpoint_answer(moto_url: str, results: list) -> None:
+    """moto answers the next invocation with this body (its endpoints run no model)."""
+    queue = {"results": [{"Body": json.dumps(results), "ContentType": "application/json"}]}
+    request = urllib.request.Request(
+        f"{moto_url}/moto-api/static/sagemaker/endpoint-results",
+        data=json.dumps(queue).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
+    urllib.request.urlopen(request)
+
+
 def full_config(**overrides) -> job.TrainConfig:
     config = job.TrainConfig(
         files={
@@ -190,9 +209,7 @@ def test_custom_image_replaces_the_hugging_face_one(aws: str) -> None:
 
 
 def test_deploy_predict_delete(aws: str, sm_run: SageMakerRun, tmp_path: Path) -> None:
-    archive = pack_model(sm_run.model_dir, tmp_path / "model.tar.gz")
-    s3 = boto3.client("s3", region_name=REGION)
-    s3.upload_file(str(archive), BUCKET, "trained/model.tar.gz")
+    upload_model(sm_run, tmp_path, "trained/model.tar.gz")
     captured: dict = {}
     session = capturing_session(captured)
     predictor = job.deploy(
@@ -220,15 +237,7 @@ def test_deploy_predict_delete(aws: str, sm_run: SageMakerRun, tmp_path: Path) -
 
     records = [{"casePart1": "Perl module for parsing CSV files", "casePart2": ""}]
     expected = Classifier.load(sm_run.model_dir, device="cpu").predict(records)
-    queue = {"results": [{"Body": json.dumps(expected), "ContentType": "application/json"}]}
-    urllib.request.urlopen(
-        urllib.request.Request(
-            f"{aws}/moto-api/static/sagemaker/endpoint-results",
-            data=json.dumps(queue).encode(),
-            method="POST",
-            headers={"Content-Type": "application/json"},
-        )
-    )
+    queue_endpoint_answer(aws, expected)
     assert job.predict(session, "tags", records) == expected
 
     assert job.delete(session, "tags") == [
@@ -242,8 +251,7 @@ def test_deploy_predict_delete(aws: str, sm_run: SageMakerRun, tmp_path: Path) -
 
 
 def test_serverless_deploy(aws: str, sm_run: SageMakerRun, tmp_path: Path) -> None:
-    archive = pack_model(sm_run.model_dir, tmp_path / "model.tar.gz")
-    boto3.client("s3", region_name=REGION).upload_file(str(archive), BUCKET, "m/model.tar.gz")
+    upload_model(sm_run, tmp_path, "m/model.tar.gz")
     job.deploy(
         capturing_session({}),
         job.DeployConfig(
@@ -343,8 +351,7 @@ def test_dry_run_calls_no_aws_api(
 
 
 def test_batch_transform_job(aws: str, sm_run: SageMakerRun, tmp_path: Path) -> None:
-    archive = pack_model(sm_run.model_dir, tmp_path / "model.tar.gz")
-    boto3.client("s3", region_name=REGION).upload_file(str(archive), BUCKET, "m/model.tar.gz")
+    upload_model(sm_run, tmp_path, "m/model.tar.gz")
     captured: dict = {}
     session = capturing_session(captured)
     job.deploy(
@@ -397,22 +404,13 @@ def test_notebook_runs_top_to_bottom(aws: str, sm_run: SageMakerRun, tmp_path: P
 
     from multilabel.serving import Classifier
 
-    archive = pack_model(sm_run.model_dir, tmp_path / "model.tar.gz")
-    boto3.client("s3", region_name=REGION).upload_file(str(archive), BUCKET, "m/model.tar.gz")
+    upload_model(sm_run, tmp_path, "m/model.tar.gz")
     # The emulated endpoint answers with what the real handler says about the same rows.
     records = [
         {"casePart1": r["casePart1"], "casePart2": r["casePart2"]} for r in read_csv(DATA / "test.csv")[:5]
     ]
     results = Classifier.load(sm_run.model_dir, device="cpu").predict(records)
-    queue = {"results": [{"Body": json.dumps(results), "ContentType": "application/json"}]}
-    urllib.request.urlopen(
-        urllib.request.Request(
-            f"{aws}/moto-api/static/sagemaker/endpoint-results",
-            data=json.dumps(queue).encode(),
-            method="POST",
-            headers={"Content-Type": "application/json"},
-        )
-    )
+    queue_endpoint_answer(aws, results)
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     (parameters,) = [c for c in notebook.cells if "parameters" in c.metadata.get("tags", [])]
     parameters.source += (
