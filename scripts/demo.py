@@ -17,6 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
+import transformers  # noqa: E402
 from make_tiny_model import build_tiny_roberta  # noqa: E402
 
 import train  # noqa: E402
@@ -48,7 +49,9 @@ def main() -> int:
     status = train.main(argv)
     if status:
         return status
+    transformers.utils.logging.set_verbosity_warning()  # the training run's INFO logs are done
     results = json.loads((OUT / "data" / "test_results.json").read_text())
+    tags = json.loads((DATA / "labels.json").read_text())  # label column -> Debtag
     print("\nTest metrics (thresholds tuned on validation):")
     for key in (
         "test_micro_f1",
@@ -61,10 +64,10 @@ def main() -> int:
     with open(DATA / "test.csv", newline="", encoding="utf-8") as fh:
         record = next(csv.DictReader(fh))
     prediction = Classifier.load(OUT / "model").predict([record])[0]
-    truth = [k for k, v in record.items() if k.startswith("label") and v == "1"]
+    truth = [tags[k] for k, v in record.items() if k.startswith("label") and v == "1"]
     print(f"\nOne prediction, test row 1: {record['casePart1']!r}")
     print(f"  true labels:      {truth}")
-    print(f"  predicted labels: {prediction['labels']}")
+    print(f"  predicted labels: {[tags[name] for name in prediction['labels']]}")
     print("  scores:           " + ", ".join(f"{k}={v:.3f}" for k, v in prediction["scores"].items()))
     print(f"\nModel directory: {OUT / 'model'}\nReport: {OUT / 'data' / 'label_report.md'}")
     return 0
