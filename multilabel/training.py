@@ -236,14 +236,21 @@ def build_trainer(
     splits: Splits,
     training_args: TrainingArguments,
     pos_weight: torch.Tensor | None,
+    pad_to_length: int | None = None,
 ) -> MultiLabelTrainer:
-    pad_to = 8 if torch.cuda.is_available() else None
+    """The Trainer; batches padded to their longest row, or all to `pad_to_length`."""
+    if pad_to_length:
+        collator = DataCollatorWithPadding(tokenizer, padding="max_length", max_length=pad_to_length)
+    else:
+        collator = DataCollatorWithPadding(
+            tokenizer, pad_to_multiple_of=8 if torch.cuda.is_available() else None
+        )
     trainer = MultiLabelTrainer(
         model=model,
         args=training_args,
         train_dataset=splits.train,
         eval_dataset=splits.validation,
-        data_collator=DataCollatorWithPadding(tokenizer, pad_to_multiple_of=pad_to),
+        data_collator=collator,
         processing_class=tokenizer,
         compute_metrics=compute_eval_metrics(list(model.config.id2label.values())),
         callbacks=[MetricLogCallback(), SyncBestCheckpointCallback()],
@@ -344,7 +351,8 @@ def run(
         }
     splits = Splits(tokenised["train"], tokenised["validation"], tokenised.get("test"))
     pos_weight = compute_pos_weight(splits.train, model_args.pos_weight, model_args.max_pos_weight)
-    trainer = build_trainer(model, tokenizer, splits, training_args, pos_weight)
+    pad_to_length = max_length if data_args.pad_to_max_length else None
+    trainer = build_trainer(model, tokenizer, splits, training_args, pos_weight, pad_to_length)
 
     resume = training_args.resume_from_checkpoint
     if resume is None and not training_args.overwrite_output_dir:

