@@ -40,3 +40,31 @@ def write_json(path: Path | None, payload: dict) -> None:
     if path:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(payload, indent=2) + "\n")
+
+
+def run_train_py(model: str, data: Path, out: Path, *extra: str, test: bool = True) -> dict:
+    """Run train.py on `data`/{train,validation[,test]}.csv into `out`; its all_results.json.
+
+    The log goes to `out`/train.log; a failure ends the benchmark with its tail.
+    """
+    import subprocess
+    import sys
+
+    out.mkdir(parents=True, exist_ok=True)
+    command = [
+        sys.executable,
+        str(ROOT / "train.py"),
+        f"--model_name_or_path={model}",
+        f"--train_file={data / 'train.csv'}",
+        f"--validation_file={data / 'validation.csv'}",
+        *([f"--test_file={data / 'test.csv'}"] if test else []),
+        f"--model_dir={out / 'model'}",
+        f"--output_data_dir={out / 'data'}",
+        f"--output_dir={out / 'checkpoints'}",
+        *extra,
+    ]
+    with open(out / "train.log", "w") as log:
+        result = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT)
+    if result.returncode:
+        raise SystemExit(f"train.py failed:\n{(out / 'train.log').read_text()[-3000:]}")
+    return json.loads((out / "data" / "all_results.json").read_text())

@@ -13,15 +13,13 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import DEBIAN_TAGS, ROOT, machine, pretrained_encoder, print_table, write_json
+from common import DEBIAN_TAGS, ROOT, machine, pretrained_encoder, print_table, run_train_py, write_json
 
 LABELS = [f"label{i}" for i in range(1, 11)]
 
@@ -75,26 +73,9 @@ def subset(data: Path, out: Path, limit: int | None) -> Path:
 
 def fine_tune(data: Path, work: Path, model: str, epochs: float, extra: list[str]) -> dict[str, float]:
     """train.py with its defaults plus an epoch count; the test metrics it reports."""
-    command = [
-        sys.executable,
-        str(ROOT / "train.py"),
-        f"--model_name_or_path={model}",
-        f"--train_file={data / 'train.csv'}",
-        f"--validation_file={data / 'validation.csv'}",
-        f"--test_file={data / 'test.csv'}",
-        f"--model_dir={work / 'model'}",
-        f"--output_data_dir={work / 'data'}",
-        f"--output_dir={work / 'checkpoints'}",
-        f"--num_train_epochs={epochs}",
-        *extra,
-    ]
     began = time.perf_counter()
-    with open(work / "train.log", "w") as log:
-        result = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT)
-    if result.returncode:
-        raise SystemExit(f"train.py failed:\n{(work / 'train.log').read_text()[-3000:]}")
+    results = run_train_py(model, data, work / "run", f"--num_train_epochs={epochs}", *extra)
     seconds = time.perf_counter() - began
-    results = json.loads((work / "data" / "all_results.json").read_text())
     return {
         "micro_f1": results["test_micro_f1"],
         "macro_f1": results["test_macro_f1"],

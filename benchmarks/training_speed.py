@@ -12,15 +12,13 @@ processed tokens that are padding, for both (and for --group_by_length).
 from __future__ import annotations
 
 import argparse
-import json
 import random
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import DEBIAN_TAGS, ROOT, machine, pretrained_encoder, print_table, write_json
+from common import DEBIAN_TAGS, ROOT, machine, pretrained_encoder, print_table, run_train_py, write_json
 from quality import subset
 
 sys.path.insert(0, str(ROOT))
@@ -81,16 +79,10 @@ def main() -> int:
         )
         lengths = [len(ids) for ids in features["input_ids"]]
         for name, extra in CONFIGS.items():
-            out = work / name.split()[0]
-            command = [
-                sys.executable,
-                str(ROOT / "train.py"),
-                f"--model_name_or_path={model}",
-                f"--train_file={data / 'train.csv'}",
-                f"--validation_file={data / 'validation.csv'}",
-                f"--model_dir={out / 'model'}",
-                f"--output_data_dir={out / 'data'}",
-                f"--output_dir={out / 'ckpt'}",
+            results = run_train_py(
+                model,
+                data,
+                work / name.split()[0],
                 f"--max_seq_length={args.max_seq_length}",
                 f"--per_device_train_batch_size={args.batch_size}",
                 f"--num_train_epochs={args.epochs}",
@@ -98,11 +90,8 @@ def main() -> int:
                 "--save_strategy=no",
                 "--load_best_model_at_end=False",
                 *extra,
-            ]
-            with open(work / f"{out.name}.log", "w") as log:
-                if subprocess.run(command, stdout=log, stderr=subprocess.STDOUT).returncode:
-                    raise SystemExit((work / f"{out.name}.log").read_text()[-3000:])
-            results = json.loads((out / "data" / "train_results.json").read_text())
+                test=False,
+            )
             mode = "static" if "pad_to" in " ".join(extra) else ("group" if extra else "dynamic")
             rows.append(
                 {
