@@ -113,12 +113,13 @@ def main() -> int:
             args.model = str(build_tiny_roberta(work / "tiny", [data / "train.csv"]))
             args.train_arg += ["--max_seq_length=64"]
         model = args.model or str(pretrained_encoder())
+        model_name = Path(args.model).name if args.model else "all-MiniLM-L6-v2"
         baseline = tfidf_baseline(data, limit)
         ours = fine_tune(data, work, model, args.epochs, args.train_arg)
     rows = [
         {"system": "TF-IDF 1-2 grams + one-vs-rest logistic regression (balanced)", **baseline},
         {
-            "system": f"train.py, {Path(model).name}, {args.epochs:g} epochs, thresholds tuned on validation",
+            "system": f"train.py, {model_name}, {args.epochs:g} epochs, thresholds tuned on validation",
             **ours,
         },
     ]
