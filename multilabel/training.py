@@ -35,7 +35,7 @@ from multilabel import data, metrics, reporting
 from multilabel.arguments import DataArguments, ModelArguments
 from multilabel.artifact import ClassifierConfig, copy_serving_code
 from multilabel.environment import RunPaths, resolve_run_paths
-from multilabel.schema import DataValidationError, LabelSchema, validate_files
+from multilabel.schema import LabelSchema, validate_files
 
 logger = logging.getLogger(__name__)
 
@@ -391,5 +391,3 @@ def run(
         )
     return all_metrics
 
-
-__all__ = ["DataValidationError", "run"]
