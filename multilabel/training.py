@@ -390,4 +390,3 @@ def run(
             output_data_dir, report_split, report_probs, report_labels, thresholds, label_names
         )
     return all_metrics
-
