@@ -26,7 +26,8 @@ def write_predictions(
         writer.writerow(["row", "predicted_labels", *(f"prob_{n}" for n in label_names)])
         for i, (row_probs, row_hits) in enumerate(zip(probs, decisions, strict=False), start=1):
             predicted = LABEL_SEPARATOR.join(n for n, hit in zip(label_names, row_hits, strict=False) if hit)
-            writer.writerow([i, predicted, *(f"{p:.8f}" for p in row_probs)])
+            # Shortest exact repr: the file reproduces the reported metrics exactly.
+            writer.writerow([i, predicted, *(repr(float(p)) for p in row_probs)])
     logger.info("per-row predictions written to %s", path)
 
 

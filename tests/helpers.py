@@ -67,3 +67,22 @@ FAST_ARGS = [
 def files_under(path: Path) -> set[str]:
     """Every file below `path`, as POSIX paths relative to it."""
     return {p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_file()}
+
+
+def assert_same_decisions(
+    results: list[dict], predictions: list[dict[str, str]], thresholds: dict[str, float], margin: float = 1e-5
+) -> None:
+    """An endpoint's labels agree with train.py's per-row predictions.
+
+    Two float computations of one score may differ by ~1e-7, so a decision counts only
+    where train.py's probability is clear of the threshold by `margin`; nearly all must be.
+    """
+    clear = 0
+    for result, row in zip(results, predictions, strict=True):
+        trained = set(filter(None, row["predicted_labels"].split("|")))
+        assert all(result["scores"][n] >= thresholds[n] for n in result["labels"])
+        for name, threshold in thresholds.items():
+            if abs(float(row[f"prob_{name}"]) - threshold) > margin:
+                clear += 1
+                assert (name in result["labels"]) == (name in trained), (row["row"], name)
+    assert clear >= 0.9 * len(results) * len(thresholds)

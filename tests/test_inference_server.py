@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import SageMakerRun
-from tests.helpers import DATA, LABELS, read_csv
+from tests.helpers import DATA, LABELS, assert_same_decisions, read_csv
 from tests.model_server import ModelServer, post
 
 pytestmark = pytest.mark.integration
@@ -118,9 +118,7 @@ def test_endpoint_scores_equal_training_test_probabilities(server: ModelServer, 
     np.testing.assert_allclose(scores, reference_probabilities(sm_run), atol=1e-5, rtol=0)
     thresholds = json.loads((sm_run.model_dir / "classifier_config.json").read_text())["thresholds"]
     training_labels = read_csv(sm_run.output_data_dir / "test_predictions.csv")
-    for result, row in zip(results, training_labels, strict=False):
-        assert set(result["labels"]) == set(filter(None, row["predicted_labels"].split("|")))
-        assert all(result["scores"][n] >= thresholds[n] for n in result["labels"])
+    assert_same_decisions(results, training_labels, thresholds)
 
 
 def test_every_content_type_gives_the_same_answer(server: ModelServer) -> None:

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import SageMakerRun
-from tests.helpers import DATA, LABELS, ROOT, read_csv
+from tests.helpers import DATA, LABELS, ROOT, assert_same_decisions, read_csv
 
 pytestmark = pytest.mark.integration
 
@@ -60,5 +60,5 @@ def test_model_loads_and_predicts_under_transformers_4_51_3(sm_run: SageMakerRun
     expected = np.array([[float(p[f"prob_{n}"]) for n in LABELS] for p in predictions])
     scores = np.array([[r["scores"][n] for n in LABELS] for r in output["results"]])
     np.testing.assert_allclose(scores, expected, atol=1e-5, rtol=0)
-    for result_row, row in zip(output["results"], predictions, strict=False):
-        assert set(result_row["labels"]) == set(filter(None, row["predicted_labels"].split("|")))
+    thresholds = json.loads((sm_run.model_dir / "classifier_config.json").read_text())["thresholds"]
+    assert_same_decisions(output["results"], predictions, thresholds)
