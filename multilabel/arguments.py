@@ -40,6 +40,15 @@ class ModelArguments:
     max_pos_weight: float = field(
         default=30.0, metadata={"help": "Upper bound of an automatic positive weight."}
     )
+    head_bias_init: str = field(
+        default="prior",
+        metadata={
+            "help": "Initial bias of the new classification layer: 'prior' (each label's "
+            "log-odds in train, so training starts from the label frequencies) or 'zero' "
+            "(transformers' own initialisation: every label starts at probability 0.5).",
+            "choices": ["prior", "zero"],
+        },
+    )
     mixed_precision: str = field(
         default="auto",
         metadata={
@@ -150,6 +159,8 @@ TRAINING_DEFAULTS = {
     "num_train_epochs": 5,
     "per_device_train_batch_size": 16,
     "per_device_eval_batch_size": 64,
+    # Batches of rows of similar length: almost no padding (see benchmarks/README.md).
+    "group_by_length": True,
     "warmup_ratio": 0.1,
     "weight_decay": 0.01,
     "report_to": "none",

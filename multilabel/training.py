@@ -29,6 +29,7 @@ from transformers import (
     set_seed,
 )
 from transformers.trainer import TRAINER_STATE_NAME
+from transformers.trainer_pt_utils import LengthGroupedSampler
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from multilabel import data, metrics, reporting
@@ -57,6 +58,25 @@ class MultiLabelTrainer(Trainer):
     def __init__(self, *args, pos_weight: torch.Tensor | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.pos_weight = pos_weight
+
+    def _get_train_sampler(self, train_dataset=None):
+        """Length grouping from the precomputed `length` column.
+
+        Trainer drops columns the model does not take before it builds the sampler, so
+        its own sampler would decode every row of the training set to measure it.
+        """
+        dataset = self.train_dataset
+        if not (
+            self.args.group_by_length
+            and isinstance(dataset, Dataset)
+            and data.LENGTH_COLUMN in dataset.column_names
+        ):
+            return super()._get_train_sampler(train_dataset)
+        column = dataset.select_columns([data.LENGTH_COLUMN]).with_format("numpy")[:]
+        lengths = column[data.LENGTH_COLUMN].tolist()
+        return LengthGroupedSampler(
+            self.args.train_batch_size * self.args.gradient_accumulation_steps, lengths=lengths
+        )
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if self.pos_weight is None:
@@ -182,6 +202,44 @@ def compute_pos_weight(train: Dataset, mode: str, cap: float) -> torch.Tensor | 
     weight = np.clip((len(labels) - positives) / np.maximum(positives, 1.0), 1.0, cap)
     logger.info("pos_weight per label: %s", np.round(weight, 2).tolist())
     return torch.tensor(weight, dtype=torch.float32)
+
+
+def classification_layer(model: PreTrainedModel) -> torch.nn.Linear:
+    """The layer that outputs the label logits: the last Linear with one output per label.
+
+    Found by shape rather than by name, so it works for every architecture's head
+    (`classifier` in BERT, `classifier.out_proj` in RoBERTa, ...).
+    """
+    layers = [
+        m
+        for m in model.modules()
+        if isinstance(m, torch.nn.Linear) and m.out_features == model.config.num_labels
+    ]
+    if not layers:
+        raise ValueError(f"{type(model).__name__} has no layer with {model.config.num_labels} outputs")
+    return layers[-1]
+
+
+def initialise_head_bias(model: PreTrainedModel, train: Dataset, pos_weight: torch.Tensor | None) -> None:
+    """Start each label's logit at the constant that minimises the training loss.
+
+    With frequency p and positive weight w that constant is log(w * p / (1 - p)): the
+    prior log-odds without `pos_weight`, 0 with `pos_weight` auto (w = (1 - p) / p).
+    A zero bias instead starts every label at probability 0.5, and at fine-tuning
+    learning rates the bias moves about one learning rate per step: thousands of steps
+    pass before a rare label's bias reaches its prior (-3.4 for a label on 3 % of rows),
+    and until then the encoder's updates go into undoing the wrong starting point.
+    """
+    labels = data.label_matrix(train)
+    # A label that is never (always) on counts as half a row on (off): a finite bias.
+    half_row = 0.5 / len(labels)
+    frequency = np.clip(labels.mean(axis=0, dtype=np.float64), half_row, 1.0 - half_row)
+    weight = pos_weight.numpy().astype(np.float64) if pos_weight is not None else 1.0
+    bias = np.log(weight * frequency / (1.0 - frequency))
+    layer = classification_layer(model)
+    with torch.no_grad():
+        layer.bias.copy_(torch.as_tensor(bias, dtype=layer.bias.dtype))
+    logger.info("classification bias initialised from label frequencies: %s", np.round(bias, 2).tolist())
 
 
 def last_complete_checkpoint(checkpoint_dir: str) -> str | None:
@@ -351,6 +409,8 @@ def run(
         }
     splits = Splits(tokenised["train"], tokenised["validation"], tokenised.get("test"))
     pos_weight = compute_pos_weight(splits.train, model_args.pos_weight, model_args.max_pos_weight)
+    if model_args.head_bias_init == "prior":
+        initialise_head_bias(model, splits.train, pos_weight)
     pad_to_length = max_length if data_args.pad_to_max_length else None
     trainer = build_trainer(model, tokenizer, splits, training_args, pos_weight, pad_to_length)
 
@@ -382,9 +442,9 @@ def run(
         report_split = "test" if "test" in probs else "validation"
         report_probs = probs[report_split]
         report_labels = data.label_matrix(splits.test if report_split == "test" else splits.validation)
-        if "test" in probs:
+        for split, split_probs in probs.items():
             reporting.write_predictions(
-                output_data_dir / "test_predictions.csv", probs["test"], thresholds, label_names
+                output_data_dir / f"{split}_predictions.csv", split_probs, thresholds, label_names
             )
         reporting.write_label_report(
             output_data_dir, report_split, report_probs, report_labels, thresholds, label_names
