@@ -11,6 +11,7 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 TRUNCATION_STRATEGIES = ("longest_first", "only_first", "only_second")
+MODEL_INPUTS = ("input_ids", "token_type_ids", "attention_mask")
 
 
 def encode_pairs(
@@ -35,18 +36,24 @@ def encode_pairs(
     )
     rust = encoded.encodings or []
     truncated = [bool(e.overflowing) for e in rust] or [False] * len(texts)
-    return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}, truncated
+    # token_type_ids too where the model takes them (BERT's segment A / B of a pair).
+    return {name: encoded[name] for name in MODEL_INPUTS if name in encoded}, truncated
 
 
 def pad_batch(
     features: dict[str, list[list[int]]], pad_token_id: int, start: int, stop: int
 ) -> dict[str, torch.Tensor]:
-    """Rows start:stop of `encode_pairs`' output, right-padded to their longest row."""
+    """Rows start:stop of `encode_pairs`' output, right-padded to their longest row.
+
+    Padding positions hold `pad_token_id` in input_ids and 0 in the other inputs.
+    """
     ids = features["input_ids"][start:stop]
     width = max(len(row) for row in ids)
-    input_ids = torch.full((len(ids), width), pad_token_id, dtype=torch.long)
-    attention_mask = torch.zeros((len(ids), width), dtype=torch.long)
-    for i, row in enumerate(ids):
-        input_ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)
-        attention_mask[i, : len(row)] = 1
-    return {"input_ids": input_ids, "attention_mask": attention_mask}
+    batch = {}
+    for name, rows in features.items():
+        fill = pad_token_id if name == "input_ids" else 0
+        tensor = torch.full((len(ids), width), fill, dtype=torch.long)
+        for i, row in enumerate(rows[start:stop]):
+            tensor[i, : len(row)] = torch.tensor(row, dtype=torch.long)
+        batch[name] = tensor
+    return batch

@@ -11,7 +11,7 @@ from transformers import AutoTokenizer
 from multilabel.arguments import parse_arguments
 from multilabel.data import label_matrix, load_split, stratified_split, tokenize
 from multilabel.environment import resolve_run_paths
-from multilabel.features import encode_pairs
+from multilabel.features import encode_pairs, pad_batch
 from multilabel.schema import ColumnSpec, validate_files
 from multilabel.training import last_complete_checkpoint
 from tests.helpers import DATA, read_csv, write_csv
@@ -67,8 +67,34 @@ def test_tokenisation_pairs_truncates_and_reports(tiny_model: Path, tmp_path: Pa
     schema = validate_files({"train": DATA / "validation.csv"})
     dataset = load_split(DATA / "validation.csv", ColumnSpec(), schema, cache_dir=str(tmp_path))
     tokenised = tokenize(dataset, tokenizer, ("casePart1", "casePart2"), 48, "longest_first")
-    assert set(tokenised.column_names) == {"input_ids", "attention_mask", "labels"}
+    assert set(tokenised.column_names) == {"input_ids", "attention_mask", "length", "labels"}
     assert max(len(ids) for ids in tokenised["input_ids"]) == 48
+    assert tokenised["length"] == [len(ids) for ids in tokenised["input_ids"]]
+
+
+def test_bert_pairs_carry_segment_ids_and_pad_them(tmp_path: Path) -> None:
+    """BERT-family models get token_type_ids (0 for the text, 1 for the pair), padded with 0."""
+    from tokenizers import BertWordPieceTokenizer
+    from transformers import BertTokenizerFast
+
+    wordpiece = BertWordPieceTokenizer(lowercase=True)
+    wordpiece.train_from_iterator(["a first text", "and its pair", "more words here"] * 5, vocab_size=60)
+    wordpiece.save_model(str(tmp_path))
+    tokenizer = BertTokenizerFast(vocab_file=str(tmp_path / "vocab.txt"))
+    features, _ = encode_pairs(tokenizer, ["a first text", "a"], ["and its pair", "pair"], 32)
+    assert set(features) == {"input_ids", "token_type_ids", "attention_mask"}
+    first_segment = len(tokenizer("a first text")["input_ids"])
+    assert features["token_type_ids"][0] == [0] * first_segment + [1] * (
+        len(features["input_ids"][0]) - first_segment
+    )
+    batch = pad_batch(features, tokenizer.pad_token_id, 0, 2)
+    width = len(features["input_ids"][0])
+    assert batch["token_type_ids"].shape == (2, width)
+    short = len(features["input_ids"][1])
+    assert batch["token_type_ids"][1, :short].tolist() == features["token_type_ids"][1]
+    assert batch["token_type_ids"][1, short:].sum() == 0
+    assert batch["input_ids"][1, short:].tolist() == [tokenizer.pad_token_id] * (width - short)
+    assert batch["attention_mask"][1].tolist() == [1] * short + [0] * (width - short)
 
 
 def test_sagemaker_style_arguments_parse(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -76,6 +102,8 @@ def test_sagemaker_style_arguments_parse(tmp_path: Path, monkeypatch: pytest.Mon
     model_args, data_args, training_args = parse_arguments(
         [
             "--group_by_length",
+            "False",
+            "--overwrite_output_dir",
             "True",
             "--load_best_model_at_end",
             "False",
@@ -87,13 +115,21 @@ def test_sagemaker_style_arguments_parse(tmp_path: Path, monkeypatch: pytest.Mon
             "a,b",
         ]
     )
-    assert training_args.group_by_length is True
+    assert training_args.group_by_length is False
+    assert training_args.overwrite_output_dir is True
     assert training_args.load_best_model_at_end is False
     assert training_args.learning_rate == 3e-5
     assert data_args.column_spec() == ColumnSpec(text_columns=("title", "body"), label_columns=("a", "b"))
     assert model_args.model_name_or_path == "roberta-base"
     assert training_args.output_dir == "outputs/checkpoints"
-    assert training_args.metric_for_best_model == "micro_f1"
+    assert training_args.metric_for_best_model == "macro_average_precision"
+
+
+def test_defaults_group_by_length_and_start_the_head_at_the_prior(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SM_MODEL_DIR", raising=False)
+    model_args, _, training_args = parse_arguments([])
+    assert training_args.group_by_length is True
+    assert model_args.head_bias_init == "prior" and model_args.pos_weight == "none"
     assert training_args.eval_strategy == "epoch" and training_args.report_to == []
 
 

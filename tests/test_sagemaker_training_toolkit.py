@@ -71,7 +71,8 @@ def test_train_runs_under_the_training_toolkit(tiny_model: Path, tmp_path: Path)
         "learning_rate": 1e-3,
         "max_seq_length": 64,
         "per_device_train_batch_size": 16,
-        "group_by_length": True,  # arrives as "True": must parse as a boolean
+        "overwrite_output_dir": True,  # arrives as "True": must parse as a boolean
+        "group_by_length": False,  # on by default: "False" must turn it off
         "load_best_model_at_end": False,  # arrives as "False": must not turn into True
         "pos_weight": "auto",
     }
@@ -83,7 +84,7 @@ def test_train_runs_under_the_training_toolkit(tiny_model: Path, tmp_path: Path)
     assert not (base / "output" / "failure").exists()
 
     # The toolkit turned JSON-encoded values into plain arguments.
-    assert "--group_by_length True" in log and "--load_best_model_at_end False" in log
+    assert "--overwrite_output_dir True" in log and "--load_best_model_at_end False" in log
     assert "pos_weight per label" in log
     model_files = files_under(base / "model")
     assert {"config.json", "model.safetensors", "classifier_config.json", "tokenizer.json"} <= model_files
@@ -93,7 +94,8 @@ def test_train_runs_under_the_training_toolkit(tiny_model: Path, tmp_path: Path)
     assert (base / "output" / "data" / "eval_results.json").exists()
     # The arguments the Trainer really ran with, as it saved them with the checkpoint.
     args = torch.load(next((base / "checkpoints").glob("checkpoint-*/training_args.bin")), weights_only=False)
-    assert args.group_by_length is True
+    assert args.overwrite_output_dir is True
+    assert args.group_by_length is False
     assert args.load_best_model_at_end is False
     assert args.learning_rate == 1e-3
 
