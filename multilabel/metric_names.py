@@ -23,6 +23,8 @@ AGGREGATE = (
     "hamming_loss",
     "micro_roc_auc",
     "macro_roc_auc",
+    "micro_average_precision",
+    "macro_average_precision",
 )
 PER_LABEL = ("precision", "recall", "f1", "support")
 TRAINING = ("loss", "learning_rate", "grad_norm", "epoch", "train_loss", "train_samples_per_second")

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 from sklearn.metrics import (
+    average_precision_score,
     f1_score,
     hamming_loss,
     precision_recall_fscore_support,
@@ -22,8 +23,10 @@ from sklearn.metrics import (
 logger = logging.getLogger(__name__)
 
 DEFAULT_THRESHOLD = 0.5
-# The metric the best checkpoint is chosen by (Trainer prefixes it with "eval_").
-BEST_METRIC = "micro_f1"
+# The metric the best checkpoint is chosen by (Trainer prefixes it with "eval_"). It does
+# not depend on thresholds, which are tuned only after training: F1 at 0.5 would favour
+# checkpoints that happen to be calibrated near 0.5 for the frequent labels.
+BEST_METRIC = "macro_average_precision"
 
 
 def sigmoid(logits: np.ndarray) -> np.ndarray:
@@ -66,6 +69,13 @@ def multilabel_metrics(
         if defined.any():
             out["micro_roc_auc"] = roc_auc_score(y_true[:, defined], probs[:, defined], average="micro")
             out["macro_roc_auc"] = roc_auc_score(y_true[:, defined], probs[:, defined], average="macro")
+        for avg in ("micro", "macro"):
+            # Always present, as the best-checkpoint metric; NaN when no label is defined.
+            out[f"{avg}_average_precision"] = (
+                average_precision_score(y_true[:, defined], probs[:, defined], average=avg)
+                if defined.any()
+                else float("nan")
+            )
         p, r, f, s = precision_recall_fscore_support(y_true, y_pred, average=None, zero_division=0)
     for i, name in enumerate(names):
         out[f"precision_{name}"] = p[i]

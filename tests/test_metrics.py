@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from sklearn.metrics import f1_score
+from sklearn.metrics import average_precision_score, f1_score
 
 from multilabel.metrics import (
     DEFAULT_THRESHOLD,
@@ -62,13 +62,19 @@ def test_metrics_match_scikit_learn_and_thresholds_apply_per_label() -> None:
     assert out["subset_accuracy"] == pytest.approx(np.mean(np.all(pred == labels, axis=1)))
     assert out["hamming_loss"] == pytest.approx(np.mean(pred != labels))
     assert 0.5 < out["macro_roc_auc"] <= 1.0
+    assert out["macro_average_precision"] == pytest.approx(
+        np.mean([average_precision_score(labels[:, j], probs[:, j]) for j in range(4)])
+    )
+    assert out["micro_average_precision"] == pytest.approx(
+        average_precision_score(labels.ravel(), probs.ravel())
+    )
     assert all(isinstance(v, float) for v in out.values())
 
 
 def test_roc_auc_is_left_out_when_undefined() -> None:
     labels = np.array([[1, 0], [1, 0]])
     out = multilabel_metrics(np.array([[0.9, 0.1], [0.8, 0.2]]), labels)
-    assert "macro_roc_auc" not in out
+    assert "macro_roc_auc" not in out and np.isnan(out["macro_average_precision"])
     assert out["micro_f1"] == 1.0
 
 

@@ -29,6 +29,7 @@ OUTPUT_FILES = {
     "eval_results.json",
     "test_results.json",
     "test_predictions.csv",
+    "validation_predictions.csv",
     "label_report.md",
     "label_report.png",
 }
@@ -86,6 +87,7 @@ def test_metrics_files(sm_run: SageMakerRun) -> None:
             "subset_accuracy",
             "hamming_loss",
             "micro_roc_auc",
+            "macro_average_precision",
             "f1_label1",
             "support_label1",
         ):
