@@ -45,7 +45,7 @@ bench-quality: bench-deps
 	$(PY) benchmarks/quality.py --epochs 3 --json outputs/quality.json
 
 bench-speed: bench-deps
-	$(PY) benchmarks/training_speed.py --rows 512 --json outputs/training_speed.json
+	$(PY) benchmarks/training_speed.py --rows 2048 --json outputs/training_speed.json
 
 bench-data: bench-deps
 	$(PY) benchmarks/data_scale.py --rows 1000000 --json outputs/data_scale.json

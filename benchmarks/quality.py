@@ -101,10 +101,13 @@ def main() -> int:
         help="an extra train.py flag, e.g. --train-arg=--pos_weight=auto",
     )
     parser.add_argument("--json", type=Path)
+    parser.add_argument(
+        "--keep", type=Path, help="keep train.py's outputs (model, predictions, log) in this directory"
+    )
     args = parser.parse_args()
     limit = 60 if args.smoke else None
     with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
+        work = args.keep or Path(tmp)
         data = subset(args.data, work / "data-subset", limit)
         if args.smoke and not args.model:
             sys.path.insert(0, str(ROOT / "scripts"))

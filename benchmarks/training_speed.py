@@ -6,13 +6,12 @@ model, rows, batch size and epochs, side by side in one run; evaluation and
 checkpointing are off so that only training is timed. Also reports the share of
 processed tokens that are padding, for both (and for --group_by_length).
 
-    python benchmarks/training_speed.py --rows 512 --json outputs/training_speed.json
+    python benchmarks/training_speed.py --rows 2048 --json outputs/training_speed.json
 """
 
 from __future__ import annotations
 
 import argparse
-import random
 import sys
 import tempfile
 from pathlib import Path
@@ -23,24 +22,31 @@ from quality import subset
 
 sys.path.insert(0, str(ROOT))
 
+# name: (train.py flags, how its batches are formed)
 CONFIGS = {
-    "static (pad to max_seq_length)": ["--pad_to_max_length=True"],
-    "train.py default (dynamic padding)": [],
-    "train.py --group_by_length": ["--group_by_length=True"],
+    "static (pad every row to max_seq_length)": (
+        ["--pad_to_max_length=True", "--group_by_length=False"],
+        "static",
+    ),
+    "dynamic padding, random batches": (["--group_by_length=False"], "dynamic"),
+    "train.py default (dynamic padding, length-grouped batches)": ([], "group"),
 }
 
 
 def padding_share(lengths: list[int], batch_size: int, mode: str, max_length: int, seed: int) -> float:
-    """Share of processed tokens that are padding, for one epoch of batches."""
-    order = list(range(len(lengths)))
-    random.Random(seed).shuffle(order)
-    if mode == "group":  # megabatches of 50 batches sorted by length, as Trainer does
-        mega = batch_size * 50
-        order = [
-            i
-            for s in range(0, len(order), mega)
-            for i in sorted(order[s : s + mega], key=lambda i: -lengths[i])
-        ]
+    """Share of processed tokens that are padding, for one epoch of batches.
+
+    Batches are formed as Trainer forms them: a random order, or for "group"
+    transformers' own length-grouped order (megabatches sorted by length).
+    """
+    import torch
+    from transformers.trainer_pt_utils import get_length_grouped_indices
+
+    generator = torch.Generator().manual_seed(seed)
+    if mode == "group":
+        order = get_length_grouped_indices(lengths, batch_size, generator=generator)
+    else:
+        order = torch.randperm(len(lengths), generator=generator).tolist()
     real = padded = 0
     for start in range(0, len(order), batch_size):
         batch = [lengths[i] for i in order[start : start + batch_size]]
@@ -52,7 +58,7 @@ def padding_share(lengths: list[int], batch_size: int, mode: str, max_length: in
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=512)
+    parser.add_argument("--rows", type=int, default=2048)
     parser.add_argument("--max-seq-length", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--epochs", type=float, default=1)
@@ -78,11 +84,11 @@ def main() -> int:
             args.max_seq_length,
         )
         lengths = [len(ids) for ids in features["input_ids"]]
-        for name, extra in CONFIGS.items():
+        for name, (extra, mode) in CONFIGS.items():
             results = run_train_py(
                 model,
                 data,
-                work / name.split()[0],
+                work / mode,
                 f"--max_seq_length={args.max_seq_length}",
                 f"--per_device_train_batch_size={args.batch_size}",
                 f"--num_train_epochs={args.epochs}",
@@ -92,7 +98,6 @@ def main() -> int:
                 *extra,
                 test=False,
             )
-            mode = "static" if "pad_to" in " ".join(extra) else ("group" if extra else "dynamic")
             rows.append(
                 {
                     "padding": name,
