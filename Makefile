@@ -42,7 +42,7 @@ bench-handler: venv
 	$(PY) benchmarks/handler_throughput.py --json outputs/handler_throughput.json
 
 bench-quality: bench-deps
-	$(PY) benchmarks/quality.py --epochs 3 --json outputs/quality.json
+	$(PY) benchmarks/quality.py --json outputs/quality.json
 
 bench-speed: bench-deps
 	$(PY) benchmarks/training_speed.py --rows 2048 --json outputs/training_speed.json

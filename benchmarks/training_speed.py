@@ -113,7 +113,7 @@ def main() -> int:
     print_table(rows, ["padding", "samples_per_second", "padding_share", "speed_vs_static"])
     mean_length = sum(lengths) / len(lengths)
     print(
-        f"{args.rows} rows, mean length {mean_length:.0f} tokens, max_seq_length {args.max_seq_length}, model {Path(model).name}"
+        f"{args.rows} rows, mean length {mean_length:.0f} tokens, max_seq_length {args.max_seq_length}, model {args.model or 'all-MiniLM-L6-v2'}"
     )
     write_json(
         args.json,

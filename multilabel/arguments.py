@@ -30,11 +30,12 @@ class ModelArguments:
     )
     cache_dir: str | None = field(default=None, metadata={"help": "Where downloaded models are cached."})
     pos_weight: str = field(
-        default="none",
+        default="sqrt",
         metadata={
             "help": "Per-label positive weight of the BCE loss: 'auto' (negatives/positives "
-            "in train, capped by --max_pos_weight) or 'none'.",
-            "choices": ["auto", "none"],
+            "in train), 'sqrt' (its square root, a milder boost for rare labels), both "
+            "capped by --max_pos_weight, or 'none'.",
+            "choices": ["auto", "sqrt", "none"],
         },
     )
     max_pos_weight: float = field(

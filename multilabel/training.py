@@ -53,7 +53,8 @@ class Splits:
 
 
 class MultiLabelTrainer(Trainer):
-    """`Trainer` whose BCE loss can weight each label's positives (`pos_weight`)."""
+    """`Trainer` whose BCE loss can weight each label's positives (`pos_weight`), and whose
+    length grouping reads the `length` column."""
 
     def __init__(self, *args, pos_weight: torch.Tensor | None = None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -194,12 +195,14 @@ def effective_max_length(requested: int, tokenizer: PreTrainedTokenizerBase, mod
 
 
 def compute_pos_weight(train: Dataset, mode: str, cap: float) -> torch.Tensor | None:
-    """negatives / positives per label from train, capped; None when mode is 'none'."""
+    """negatives / positives per label from train ('auto') or its square root ('sqrt'),
+    capped; None when mode is 'none'."""
     if mode == "none":
         return None
     labels = data.label_matrix(train)
     positives = labels.sum(axis=0)
-    weight = np.clip((len(labels) - positives) / np.maximum(positives, 1.0), 1.0, cap)
+    ratio = (len(labels) - positives) / np.maximum(positives, 1.0)
+    weight = np.clip(np.sqrt(ratio) if mode == "sqrt" else ratio, 1.0, cap)
     logger.info("pos_weight per label: %s", np.round(weight, 2).tolist())
     return torch.tensor(weight, dtype=torch.float32)
 
@@ -237,6 +240,9 @@ def initialise_head_bias(model: PreTrainedModel, train: Dataset, pos_weight: tor
     weight = pos_weight.numpy().astype(np.float64) if pos_weight is not None else 1.0
     bias = np.log(weight * frequency / (1.0 - frequency))
     layer = classification_layer(model)
+    if layer.bias is None:
+        logger.warning("the classification layer has no bias; --head_bias_init prior does nothing")
+        return
     with torch.no_grad():
         layer.bias.copy_(torch.as_tensor(bias, dtype=layer.bias.dtype))
     logger.info("classification bias initialised from label frequencies: %s", np.round(bias, 2).tolist())

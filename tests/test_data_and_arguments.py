@@ -129,7 +129,7 @@ def test_defaults_group_by_length_and_start_the_head_at_the_prior(monkeypatch: p
     monkeypatch.delenv("SM_MODEL_DIR", raising=False)
     model_args, _, training_args = parse_arguments([])
     assert training_args.group_by_length is True
-    assert model_args.head_bias_init == "prior" and model_args.pos_weight == "none"
+    assert model_args.head_bias_init == "prior" and model_args.pos_weight == "sqrt"
     assert training_args.eval_strategy == "epoch" and training_args.report_to == []
 
 

@@ -59,7 +59,7 @@ def loss_gradient_of_a_constant(bias: torch.Tensor, pos_weight: torch.Tensor | N
     ("config_class", "layer_name"),
     [(RobertaConfig, "classifier.out_proj"), (BertConfig, "classifier")],
 )
-@pytest.mark.parametrize("pos_weight_mode", ["none", "auto"])
+@pytest.mark.parametrize("pos_weight_mode", ["none", "auto", "sqrt"])
 def test_bias_starts_at_the_loss_minimising_constant(config_class, layer_name, pos_weight_mode) -> None:
     model = tiny(config_class)
     names = {module: name for name, module in model.named_modules()}
@@ -107,3 +107,11 @@ def test_length_grouping_reads_the_length_column(tmp_path: Path) -> None:
 def padding_share(lengths: list[int], order: list[int], batch_size: int) -> float:
     batches = [[lengths[i] for i in order[s : s + batch_size]] for s in range(0, len(order), batch_size)]
     return 1 - sum(map(sum, batches)) / sum(max(b) * len(b) for b in batches)
+
+
+def test_pos_weight_modes() -> None:
+    train = Dataset.from_dict({"labels": LABELS.tolist()})
+    ratio = np.array([1.0, 9.0, 99.0])  # negatives / positives of the three labels
+    assert compute_pos_weight(train, "none", cap=30.0) is None
+    np.testing.assert_allclose(compute_pos_weight(train, "auto", cap=30.0).numpy(), [1.0, 9.0, 30.0])
+    np.testing.assert_allclose(compute_pos_weight(train, "sqrt", cap=30.0).numpy(), np.sqrt(ratio), rtol=1e-6)
