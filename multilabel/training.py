@@ -227,7 +227,7 @@ def initialise_head_bias(model: PreTrainedModel, train: Dataset, pos_weight: tor
     """Start each label's logit at the constant that minimises the training loss.
 
     With frequency p and positive weight w that constant is log(w * p / (1 - p)): the
-    prior log-odds without `pos_weight`, 0 with `pos_weight` auto (w = (1 - p) / p).
+    prior log-odds without `pos_weight`, 0 under an uncapped `pos_weight` auto (w = (1 - p) / p).
     A zero bias instead starts every label at probability 0.5, and at fine-tuning
     learning rates the bias moves about one learning rate per step: thousands of steps
     pass before a rare label's bias reaches its prior (-3.4 for a label on 3 % of rows),
