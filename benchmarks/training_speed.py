@@ -1,10 +1,10 @@
-"""Training speed: train.py's dynamic padding against the static-padding recipe.
+"""Training speed: train.py's default (length-grouped dynamic padding) against static padding.
 
 The static recipe of the common SageMaker examples pads every row to max_seq_length.
-Both run through train.py (the static one with --pad_to_max_length True) on the same
-model, rows, batch size and epochs, side by side in one run; evaluation and
-checkpointing are off so that only training is timed. Also reports the share of
-processed tokens that are padding, for both (and for --group_by_length).
+All configurations run through train.py (the static one with --pad_to_max_length True,
+random batches with --group_by_length False) on the same model, rows, batch size and
+epochs, side by side in one run; evaluation and checkpointing are off so that only
+training is timed. Also reports the share of processed tokens that are padding, for each.
 
     python benchmarks/training_speed.py --rows 2048 --json outputs/training_speed.json
 """
