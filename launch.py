@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from multilabel import sagemaker_job as job
-from multilabel.schema import DataValidationError
+from multilabel.schema import InputError
 
 logger = logging.getLogger("launch")
 EXIT_USER_ERROR = 2
@@ -238,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         run(args)
-    except (job.LaunchError, DataValidationError) as err:
+    except (job.LaunchError, InputError) as err:  # bad data or arguments
         logger.error("%s", err)
         return EXIT_USER_ERROR
     return 0

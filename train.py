@@ -15,7 +15,8 @@ import logging
 import sys
 
 from multilabel.arguments import parse_arguments
-from multilabel.schema import DataValidationError
+from multilabel.errors import UsageError
+from multilabel.schema import ArgumentError, DataValidationError
 
 logger = logging.getLogger("train")
 
@@ -38,14 +39,20 @@ def configure_logging(level: int = logging.INFO) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    model_args, data_args, training_args = parse_arguments(argv)
+    """Parse, validate, train: 0, or 2 for bad arguments, data or outputs (every problem logged)."""
+    try:
+        model_args, data_args, training_args = parse_arguments(argv)
+    except ArgumentError as err:
+        configure_logging()
+        logger.error("%s", err)
+        return EXIT_BAD_DATA
     # INFO on the main process, WARNING on the other DDP ranks.
     configure_logging(training_args.get_process_log_level())
     from multilabel.training import run  # heavy imports after argument errors are reported
 
     try:
         run(model_args, data_args, training_args)
-    except DataValidationError as err:
+    except (DataValidationError, UsageError) as err:
         logger.error("%s", err)
         return EXIT_BAD_DATA
     return 0

@@ -14,7 +14,13 @@ from transformers import HfArgumentParser, TrainingArguments
 from multilabel.environment import resolve_run_paths
 from multilabel.features import TRUNCATION_STRATEGIES
 from multilabel.metrics import BEST_METRIC
-from multilabel.schema import DEFAULT_TEXT_COLUMNS, LABEL_FORMATS, ColumnSpec
+from multilabel.schema import (
+    DEFAULT_ENCODING,
+    DEFAULT_TEXT_COLUMNS,
+    LABEL_FORMATS,
+    ArgumentError,
+    ColumnSpec,
+)
 
 
 @dataclass
@@ -60,8 +66,12 @@ class ModelArguments:
     )
 
     def __post_init__(self) -> None:
-        if self.max_pos_weight < 1:
-            raise ValueError(f"max_pos_weight: expected a number >= 1, found {self.max_pos_weight}")
+        """Every out-of-range value, each naming its flag, in one `ArgumentError`."""
+        if not self.max_pos_weight >= 1:  # also NaN
+            found = self.max_pos_weight
+            raise ArgumentError(
+                [f"--max_pos_weight: expected a number >= 1 (1 means no extra weight), found {found}"]
+            )
 
 
 @dataclass
@@ -130,18 +140,44 @@ class DataArguments:
     preprocessing_num_workers: int | None = field(
         default=None, metadata={"help": "Processes for tokenisation."}
     )
+    encoding: str = field(
+        default=DEFAULT_ENCODING,
+        metadata={
+            "help": "Text encoding of the CSV files, e.g. cp1252 or latin-1 (utf-8 also "
+            "accepts a byte order mark)."
+        },
+    )
 
     def __post_init__(self) -> None:
+        """Every out-of-range value and column-list problem, each naming its flag, at once."""
+        problems = []
         if self.max_seq_length < 8:
-            raise ValueError(f"max_seq_length: expected at least 8, found {self.max_seq_length}")
-        self.column_spec()  # fail early on a bad column list
+            problems.append(f"--max_seq_length: expected at least 8, found {self.max_seq_length}")
+        if not 0 < self.validation_split_size < 1:
+            problems.append(
+                "--validation_split_size: expected a fraction between 0 and 1 (exclusive), "
+                f"found {self.validation_split_size}"
+            )
+        if self.preprocessing_num_workers is not None and self.preprocessing_num_workers < 1:
+            problems.append(
+                f"--preprocessing_num_workers: expected at least 1, found {self.preprocessing_num_workers}; "
+                "leave it out to tokenise in the main process"
+            )
+        try:
+            self.column_spec()
+        except ArgumentError as err:
+            problems += err.problems
+        if problems:
+            raise ArgumentError(problems)
 
     def column_spec(self) -> ColumnSpec:
-        labels = _split_names(self.label_column_names) if self.label_column_names else None
-        return ColumnSpec(text_columns=_split_names(self.text_column_names), label_columns=labels)
+        """The text and label columns and the encoding, as the schema module takes them."""
+        labels = _split_names(self.label_column_names) if self.label_column_names is not None else None
+        return ColumnSpec(_split_names(self.text_column_names), labels, self.encoding)
 
 
 def _split_names(names: str) -> tuple[str, ...]:
+    """A comma-separated list of column names, blanks around the commas removed."""
     return tuple(n.strip() for n in names.split(",") if n.strip())
 
 
@@ -193,8 +229,10 @@ def parse_arguments(
 ) -> tuple[ModelArguments, DataArguments, TrainingArguments]:
     """Parse the command line (or `argv`) into the three argument dataclasses.
 
-    Unknown flags are errors, not silently ignored. `--output_dir` (the checkpoint
-    directory) defaults to `/opt/ml/checkpoints` on SageMaker, else outputs/checkpoints.
+    Unknown flags are errors, not silently ignored (argparse exits with status 2). The
+    values of all three dataclasses are then checked together: every problem, each naming
+    its flag, is raised in one `ArgumentError`. `--output_dir` (the checkpoint directory)
+    defaults to `/opt/ml/checkpoints` on SageMaker, else outputs/checkpoints.
     """
     # No abbreviations: a typo such as --learning_rat must not pass as --learning_rate.
     parser = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments), allow_abbrev=False)
@@ -203,7 +241,14 @@ def parse_arguments(
     if namespace.output_dir is None:
         namespace.output_dir = resolve_run_paths().checkpoint_dir
     _adapt_to_device(namespace)
-    return tuple(
-        dtype(**{f.name: getattr(namespace, f.name) for f in fields(dtype) if f.init})
-        for dtype in parser.dataclass_types
-    )
+    parsed, problems = [], []
+    for dtype in parser.dataclass_types:
+        try:
+            parsed.append(dtype(**{f.name: getattr(namespace, f.name) for f in fields(dtype) if f.init}))
+        except ArgumentError as err:
+            problems += err.problems
+        except ValueError as err:  # TrainingArguments' own checks; they name the flags with --
+            problems.append(str(err))
+    if problems:
+        raise ArgumentError(problems)
+    return tuple(parsed)

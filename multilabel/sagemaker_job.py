@@ -27,7 +27,7 @@ from botocore.exceptions import ClientError
 
 from multilabel.bundle import stage_job_source
 from multilabel.metric_names import metric_definitions
-from multilabel.schema import ColumnSpec, validate_files
+from multilabel.schema import DEFAULT_ENCODING, ColumnSpec, validate_files
 
 logger = logging.getLogger(__name__)
 
@@ -257,10 +257,12 @@ class TrainConfig:
     wait: bool = True
 
     def column_spec(self) -> ColumnSpec:
+        """The columns to validate, and the encoding that train.py gets as `--hp encoding=...`."""
         labels = (
             tuple(n.strip() for n in self.label_column_names.split(",")) if self.label_column_names else None
         )
-        return ColumnSpec(tuple(n.strip() for n in self.text_column_names.split(",")), labels)
+        encoding = str(self.hyperparameters.get("encoding", DEFAULT_ENCODING))
+        return ColumnSpec(tuple(n.strip() for n in self.text_column_names.split(",")), labels, encoding)
 
 
 def run_prefix(base_job_name: str) -> str:

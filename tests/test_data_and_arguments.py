@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 from transformers import AutoTokenizer
 
+import train
 from multilabel.arguments import parse_arguments
-from multilabel.data import label_matrix, load_split, stratified_split, tokenize
+from multilabel.data import LABELS, label_matrix, load_split, stratified_split, tokenize
 from multilabel.environment import resolve_run_paths
 from multilabel.features import encode_pairs, pad_batch
-from multilabel.schema import ColumnSpec, validate_files
-from multilabel.training import last_complete_checkpoint
-from tests.helpers import DATA, read_csv, write_csv
+from multilabel.schema import ArgumentError, ColumnSpec, rows_needed_for_split, validate_files
+from tests.helpers import DATA, HEADER, read_csv, run_train, write_csv
 
 
 def test_load_split_keeps_every_row_in_order_with_float_labels(tmp_path: Path) -> None:
@@ -134,10 +134,91 @@ def test_defaults_group_by_length_and_start_the_head_at_the_prior(monkeypatch: p
 
 
 def test_argument_errors_name_the_flag() -> None:
-    with pytest.raises(ValueError, match="max_seq_length: expected at least 8, found 4"):
+    with pytest.raises(ArgumentError, match="--max_seq_length: expected at least 8, found 4"):
         parse_arguments(["--max_seq_length", "4"])
     with pytest.raises(SystemExit):
         parse_arguments(["--pos_weight", "sometimes"])
+
+
+def test_every_argument_problem_is_reported_at_once() -> None:
+    with pytest.raises(ArgumentError) as info:
+        parse_arguments(
+            [
+                "--max_pos_weight=0.5",
+                "--max_seq_length=0",
+                "--validation_split_size=1.5",
+                "--preprocessing_num_workers=0",
+                "--encoding=klingon",
+                "--text_column_names=label3,label3",
+                "--label_column_names=label1,label1,label3",
+                "--save_strategy=steps",  # TrainingArguments' own check: best model needs matching strategies
+            ]
+        )
+    assert str(info.value).startswith("9 problem(s) in the arguments:\n  - --max_pos_weight")
+    assert info.value.problems[:8] == [
+        "--max_pos_weight: expected a number >= 1 (1 means no extra weight), found 0.5",
+        "--max_seq_length: expected at least 8, found 0",
+        "--validation_split_size: expected a fraction between 0 and 1 (exclusive), found 1.5",
+        "--preprocessing_num_workers: expected at least 1, found 0; leave it out to tokenise in the "
+        "main process",
+        "--text_column_names: column 'label3' is listed more than once; list it once",
+        "--label_column_names: column 'label1' is listed more than once; list it once",
+        "column 'label3' is in both --text_column_names and --label_column_names; a column is either "
+        "text or a label",
+        "--encoding: unknown text encoding 'klingon'; for example utf-8, cp1252 or latin-1",
+    ]
+    assert info.value.problems[8].startswith("--load_best_model_at_end requires the save and eval strategy")
+    with pytest.raises(ArgumentError, match="--label_column_names: no column name given"):
+        parse_arguments(["--label_column_names", ","])
+    with pytest.raises(ArgumentError, match=r"--max_pos_weight: expected a number >= 1 .*found nan"):
+        parse_arguments(["--max_pos_weight", "nan"])
+
+
+def test_train_main_exits_2_on_bad_arguments_and_data(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(train, "configure_logging", lambda level=None: None)  # keep pytest's handlers
+    assert train.main(["--max_seq_length=0", "--validation_split_size=0"]) == 2
+    assert "2 problem(s) in the arguments:\n  - --max_seq_length: expected at least 8" in caplog.text
+    latin1 = tmp_path / "latin1.csv"
+    latin1.write_bytes((",".join(HEADER) + "\ncaf\xe9,pair" + ",1" * 10 + "\n").encode("latin-1"))
+    outputs = [f"--model_dir={tmp_path / 'm'}", f"--output_data_dir={tmp_path / 'o'}"]
+    code = train.main([f"--train_file={latin1}", *outputs, f"--output_dir={tmp_path / 'c'}"])
+    assert code == 2
+    assert f"{latin1}, line 2: byte 0xe9 (byte 4 of the line) is not valid utf-8" in caplog.text
+
+
+def test_train_py_exits_2_with_every_argument_problem() -> None:
+    result = run_train(["--max_seq_length=0", "--validation_split_size=2"])
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "--max_seq_length: expected at least 8, found 0" in result.stdout
+    assert (
+        "--validation_split_size: expected a fraction between 0 and 1 (exclusive), found 2.0" in result.stdout
+    )
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_encoding_reaches_loading(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.csv"
+    path.write_bytes((",".join(HEADER) + "\ncaf\xe9 cr\xe8me,pair" + ",1" * 10 + "\n").encode("latin-1"))
+    spec = ColumnSpec(encoding="latin-1")
+    dataset = load_split(path, spec, validate_files({"train": path}, spec), cache_dir=str(tmp_path / "c"))
+    assert dataset["casePart1"] == ["café crème"]
+
+
+def test_the_minimum_rows_split_into_two_non_empty_sides() -> None:
+    """At validate_files' minimum, iterstrat leaves neither side empty (1 row a side often does)."""
+    from datasets import Dataset
+
+    rng = np.random.default_rng(0)
+    for size in (0.1, 0.2, 0.5):
+        n = rows_needed_for_split(size)
+        for seed in range(20):
+            labels = (rng.random((n, 2 + seed % 8)) < 0.3).astype(np.float32)
+            train_part, validation = stratified_split(
+                Dataset.from_dict({LABELS: labels.tolist()}), size, seed
+            )
+            assert len(train_part) and len(validation), (size, n, seed)
 
 
 def test_run_paths_on_sagemaker_and_locally() -> None:
@@ -157,13 +238,3 @@ def test_run_paths_on_sagemaker_and_locally() -> None:
     )
     assert sm.on_sagemaker and sm.checkpoint_dir == "/opt/ml/checkpoints"
     assert dict(sm.channels) == {"train": "/opt/ml/input/data/train", "test": "/opt/ml/input/data/test"}
-
-
-def test_last_complete_checkpoint_skips_partial_ones(tmp_path: Path) -> None:
-    assert last_complete_checkpoint(str(tmp_path / "missing")) is None
-    for step, complete in [(5, True), (10, True), (15, False), (9, True)]:
-        (tmp_path / f"checkpoint-{step}").mkdir()
-        if complete:
-            (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
-    (tmp_path / "checkpoint-x").mkdir()
-    assert last_complete_checkpoint(str(tmp_path)) == str(tmp_path / "checkpoint-10")

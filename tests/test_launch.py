@@ -350,6 +350,34 @@ def test_dry_run_calls_no_aws_api(
     assert request["AlgorithmSpecification"]["TrainingImage"].startswith(TRAINING_IMAGE)
 
 
+def test_dry_run_of_an_undecodable_file_exits_2_with_the_line(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A Latin-1 file: exit 2, the file, line and fix in the log, no traceback; --hp encoding reads it."""
+    for key, value in AWS_ENV.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
+    latin1 = tmp_path / "latin1.csv"
+    latin1.write_bytes(
+        (",".join(["casePart1", "casePart2", *LABELS]) + "\ncaf\xe9,pair" + ",1" * 10 + "\n").encode(
+            "latin-1"
+        )
+    )
+    argv = ["train", "--train", str(latin1), "--role", ROLE, "--bucket", BUCKET, "--dry-run"]
+    assert launch.main(argv) == 2
+    assert f"{latin1}, line 2: byte 0xe9 (byte 4 of the line) is not valid utf-8" in caplog.text
+    assert "--encoding" in caplog.text
+    assert "Traceback" not in capsys.readouterr().err
+    assert launch.main([*argv, "--hp", "encoding=klingon"]) == 2
+    assert "--encoding: unknown text encoding 'klingon'" in caplog.text
+    assert launch.main([*argv, "--hp", "encoding=latin-1"]) == 0
+    out = capsys.readouterr().out  # the SDK prints its config lines on first import
+    assert json.loads(out[out.index("{") :])["HyperParameters"]["encoding"] == '"latin-1"'
+
+
 def test_batch_transform_job(aws: str, sm_run: SageMakerRun, tmp_path: Path) -> None:
     upload_model(sm_run, tmp_path, "m/model.tar.gz")
     captured: dict = {}

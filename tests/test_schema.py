@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import logging
 import re
 from pathlib import Path
@@ -9,13 +10,15 @@ from pathlib import Path
 import pytest
 
 from multilabel.schema import (
+    ArgumentError,
     ColumnSpec,
     DataValidationError,
     LabelSchema,
     detect_label_format,
+    rows_needed_for_split,
     validate_files,
 )
-from tests.helpers import LABELS, write_csv
+from tests.helpers import HEADER, LABELS, write_csv
 
 
 def indicator_row(text: str, *hot: int, pair: str = "pair text") -> list[object]:
@@ -202,7 +205,7 @@ def test_custom_column_names(tmp_path: Path) -> None:
 
 
 def test_column_spec_rejects_three_text_columns() -> None:
-    with pytest.raises(ValueError, match=r"text_column_names: expected one or two column names"):
+    with pytest.raises(ArgumentError, match=r"--text_column_names: expected one or two column names"):
         ColumnSpec(text_columns=("a", "b", "c"))
 
 
@@ -211,3 +214,111 @@ def test_multiline_quoted_texts_are_one_row(tmp_path: Path) -> None:
         tmp_path / "t.csv", [indicator_row("line one\nline two, with comma", 1, pair='say "hi"\n')]
     )
     assert validate_files({"train": path}).label_format == "indicator"
+
+
+def write_delimited(
+    path: Path, rows: list[list[object]], delimiter: str = ",", encoding: str = "utf-8"
+) -> Path:
+    """A CSV with another delimiter or encoding than write_csv's."""
+    with open(path, "w", newline="", encoding=encoding) as fh:
+        writer = csv.writer(fh, delimiter=delimiter)
+        writer.writerow(HEADER)
+        writer.writerows(rows)
+    return path
+
+
+def test_undecodable_bytes_name_the_file_line_and_byte_and_the_fix(tmp_path: Path) -> None:
+    rows = [indicator_row("plain", 1), indicator_row("café crème", 2)]
+    path = write_delimited(tmp_path / "latin1.csv", rows, encoding="latin-1")
+    assert problems_of({"train": path}) == [
+        f"{path}, line 3: byte 0xe9 (byte 4 of the line) is not valid utf-8; save the file as UTF-8, "
+        "or pass its encoding with --encoding (for example --encoding cp1252 for Windows Western "
+        "European text)"
+    ]
+    assert validate_files({"train": path}, spec=ColumnSpec(encoding="latin-1")).label_names == tuple(LABELS)
+    bom = write_delimited(tmp_path / "bom.csv", rows, encoding="utf-8-sig")
+    assert validate_files({"train": bom}).label_format == "indicator"  # utf-8 accepts a BOM
+    with pytest.raises(ArgumentError, match=r"--encoding: unknown text encoding 'klingon'"):
+        ColumnSpec(encoding="klingon")
+
+
+@pytest.mark.parametrize(("delimiter", "shown"), [(";", "';'"), ("\t", "'\\t'")])
+def test_another_delimiter_is_named(tmp_path: Path, delimiter: str, shown: str) -> None:
+    path = write_delimited(tmp_path / "t.csv", [indicator_row("a", 1)], delimiter=delimiter)
+    (problem,) = problems_of({"train": path})
+    assert problem.startswith(f"{path}: the header is one column, 'casePart1")
+    assert problem.endswith(
+        f"that looks delimited by {shown}; a comma-separated CSV is expected: save the file with "
+        "commas as delimiters"
+    )
+
+
+def test_label_names_differing_in_case_or_spacing_are_refused(tmp_path: Path) -> None:
+    header = ["casePart1", "casePart2", "label1", "label2"]
+    rows = [["a", "b", "perl", ""], ["c", "d", "Perl", "java"], ["e", "f", "PERL", " perl"]]
+    rows += [["g", "h", "java  script", ""], ["i", "j", "Java Script", ""]]
+    path = write_csv(tmp_path / "t.csv", rows, header)
+    assert problems_of({"train": path}) == [
+        f"{path}: label names ['Java Script', 'java  script'] differ only in case or spacing and "
+        "would become 2 separate labels: 'Java Script' row 5 (1 in all); 'java  script' row 4 "
+        "(1 in all); write each label the same way in every row",
+        f"{path}: label names ['PERL', 'Perl', 'perl'] differ only in case or spacing and would "
+        "become 3 separate labels: 'PERL' row 3 (1 in all); 'Perl' row 2 (1 in all); 'perl' rows "
+        "1, 3 (2 in all); write each label the same way in every row",
+    ]
+    train = write_csv(tmp_path / "ok.csv", [["a", "b", " perl", ""], ["c", "d", "java", "perl "]], header)
+    val = write_csv(tmp_path / "val.csv", [["a", "b", "Java", ""]], header)
+    assert problems_of({"train": train, "validation": val}) == [
+        f"{val}: column 'label1', row 1 (1 in all): label name(s) never seen in the training file, "
+        "found ['Java'] (spelt differently from the training file: 'Java' for 'java')"
+    ]
+
+
+def test_files_of_a_directory_with_other_label_columns_are_named(tmp_path: Path) -> None:
+    first = write_csv(tmp_path / "chan" / "a.csv", [indicator_row("a", 1), indicator_row("b", 2)])
+    later = write_csv(tmp_path / "chan" / "b.csv", [[*indicator_row("c", 3), 1]], [*HEADER, "label11"])
+    assert problems_of({"train": tmp_path / "chan"}) == [
+        f"{later}: label column(s) ['label11'] are not in {first}, the first training file, whose "
+        f"label columns are {LABELS}; give every file the same label columns, or list the ones to "
+        "use with --label_column_names"
+    ]
+    spec = ColumnSpec(label_columns=tuple(LABELS))  # listed by name: label11 is just another column
+    assert validate_files({"train": tmp_path / "chan"}, spec=spec).label_names == tuple(LABELS)
+
+
+def test_names_format_on_indicator_data_is_refused(good_train: Path, tmp_path: Path) -> None:
+    assert problems_of({"train": good_train}, label_format="names") == [
+        f"{good_train}: --label_format names, but every label cell is 0/1 or true/false "
+        "(found ['0', '1']): they look like indicators; use --label_format indicator (or auto)"
+    ]
+    header = ["casePart1", "casePart2", "label1", "label2"]
+    named_0_1 = write_csv(tmp_path / "n.csv", [["a", "b", "0", ""], ["c", "d", "1", "0"]], header)
+    assert validate_files({"train": named_0_1}, label_format="names").label_names == ("0", "1")
+
+
+def test_column_lists_with_duplicates_or_a_column_in_both(tmp_path: Path, good_train: Path) -> None:
+    with pytest.raises(ArgumentError) as info:
+        ColumnSpec(("title", "title"), ("label1", "label1", "label2", "title"))
+    assert info.value.problems == [
+        "--text_column_names: column 'title' is listed more than once; list it once",
+        "--label_column_names: column 'label1' is listed more than once; list it once",
+        "column 'title' is in both --text_column_names and --label_column_names; a column is "
+        "either text or a label",
+    ]
+    (problem,) = problems_of({"train": good_train}, spec=ColumnSpec(text_columns=("label3", "casePart2")))
+    assert problem == (
+        f"{good_train}: column 'label3' is both a text column (--text_column_names) and a label "
+        "column (named label*); list the label columns with --label_column_names"
+    )
+
+
+def test_too_few_rows_for_the_validation_split(tmp_path: Path) -> None:
+    assert [rows_needed_for_split(s) for s in (0.1, 0.2, 0.5, 0.9)] == [11, 6, 4, 21]
+    one = write_csv(tmp_path / "one.csv", [indicator_row("a", 1)])
+    assert problems_of({"train": one}, validation_split_size=0.1) == [
+        f"{one}: 1 training row(s) are too few to hold out --validation_split_size 0.1 for "
+        "validation: the stratified split needs at least 11 rows; add rows or pass --validation_file"
+    ]
+    assert validate_files({"train": one, "validation": one}, validation_split_size=0.1)
+    eleven = write_csv(tmp_path / "eleven.csv", [indicator_row(f"t{i}", 1 + i % 10) for i in range(11)])
+    assert validate_files({"train": eleven}, validation_split_size=0.1)
