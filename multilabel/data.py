@@ -16,7 +16,8 @@ import numpy as np
 from datasets import Dataset, Features, Sequence, Value
 from transformers import PreTrainedTokenizerBase
 
-from multilabel.features import encode_pairs
+from multilabel.checkpoints import file_sha256
+from multilabel.features import TruncationError, encode_pairs
 from multilabel.schema import ColumnSpec, LabelSchema, iter_records, list_csv_files
 
 logger = logging.getLogger(__name__)
@@ -25,18 +26,18 @@ LABELS = "labels"
 
 
 def _generate_rows(
-    paths: list[str], text_columns: list[str], schema: dict, fingerprint: list[tuple[int, int]]
+    paths: list[str], text_columns: list[str], schema: dict, fingerprint: list[str], encoding: str = "utf-8"
 ) -> Iterator[dict]:
     """Rows of already validated files, labels as multi-hot floats.
 
-    `fingerprint` (size and mtime of each file) only feeds `datasets`' cache key, so
-    that an edited file is read again rather than served from the cache.
+    `fingerprint` (the SHA-256 of each file's content) only feeds `datasets`' cache
+    key: a file replaced in place, even with the same size and mtime, is read afresh.
     """
     del fingerprint
     label_schema = LabelSchema(**schema)
     n_text = len(text_columns)
     for path in paths:
-        for _, _, cells in iter_records(Path(path), [*text_columns, *label_schema.label_columns]):
+        for _, _, cells in iter_records(Path(path), [*text_columns, *label_schema.label_columns], encoding):
             row = dict(zip(text_columns, cells[:n_text], strict=False))
             row[LABELS] = label_schema.encode(cells[n_text:])
             yield row
@@ -50,7 +51,6 @@ def load_split(
     features = Features(
         {**{c: Value("string") for c in spec.text_columns}, LABELS: Sequence(Value("float32"))}
     )
-    stats = [(os.stat(p).st_size, os.stat(p).st_mtime_ns) for p in paths]
     dataset = Dataset.from_generator(
         _generate_rows,
         features=features,
@@ -63,7 +63,8 @@ def load_split(
                 "label_columns": list(schema.label_columns),
                 "label_names": list(schema.label_names),
             },
-            "fingerprint": stats,
+            "fingerprint": [file_sha256(p) for p in paths],
+            "encoding": spec.encoding,
         },
     )
     logger.info("loaded %s: %d rows", where, len(dataset))
@@ -83,7 +84,9 @@ def stratified_split(dataset: Dataset, size: float, seed: int) -> tuple[Dataset,
         raise ValueError(f"validation_split_size: expected a fraction in (0, 1), found {size}")
     labels = label_matrix(dataset)
     splitter = MultilabelStratifiedShuffleSplit(n_splits=1, test_size=size, random_state=seed)
-    train_idx, val_idx = next(splitter.split(np.zeros(len(labels)), labels))
+    # iterstrat refuses a single label column ("binary"); its complement makes it two.
+    strata = np.hstack([labels, 1.0 - labels]) if labels.shape[1] == 1 else labels
+    train_idx, val_idx = next(splitter.split(np.zeros(len(labels)), strata))
     logger.info(
         "no validation file: held out %d of %d training rows (%.0f%%, multi-label "
         "stratified, seed %d) for validation and threshold tuning",
@@ -112,17 +115,21 @@ def tokenize(
     which the length-grouped sampler reads instead of decoding every row.
     """
 
-    def encode(batch: dict) -> dict:
+    def encode(batch: dict, indices: list[int]) -> dict:
         pairs = batch[text_columns[1]] if len(text_columns) > 1 else None
-        features, truncated = encode_pairs(
-            tokenizer, batch[text_columns[0]], pairs, max_seq_length, truncation
-        )
+        try:
+            features, truncated = encode_pairs(
+                tokenizer, batch[text_columns[0]], pairs, max_seq_length, truncation
+            )
+        except TruncationError as err:  # rows of the batch -> data rows, counted from 1
+            raise TruncationError([indices[r] + 1 for r in err.rows], truncation, max_seq_length) from None
         lengths = [len(ids) for ids in features["input_ids"]]
         return {**features, LENGTH_COLUMN: lengths, "truncated": truncated}
 
     tokenised = dataset.map(
         encode,
         batched=True,
+        with_indices=True,
         num_proc=num_proc,
         remove_columns=list(text_columns),
         desc="tokenising",

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import json
 import logging
-import re
-from collections.abc import Mapping
+import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -28,19 +29,50 @@ from transformers import (
     TrainingArguments,
     set_seed,
 )
-from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_pt_utils import LengthGroupedSampler
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from multilabel import data, metrics, reporting
+from multilabel import checkpoints, data, metrics, reporting, staging
 from multilabel.arguments import DataArguments, ModelArguments
 from multilabel.artifact import ClassifierConfig, copy_serving_code
 from multilabel.environment import RunPaths, resolve_run_paths
-from multilabel.schema import LabelSchema, validate_files
+from multilabel.errors import UsageError
+from multilabel.features import TruncationError
+from multilabel.schema import ColumnSpec, LabelSchema, list_csv_files, validate_files
 
 logger = logging.getLogger(__name__)
 
 SPLITS = ("train", "validation", "test")
+# Every file a run writes into the output-data directory; a run deletes the ones it
+# does not write, so the folder never mixes two runs' results.
+OUTPUT_DATA_FILES = (
+    *(f"{prefix}_results.json" for prefix in ("all", "train", "eval", "test")),
+    *(f"{split}_predictions.csv" for split in ("validation", "test")),
+    "label_report.md",
+    "label_report.png",
+)
+# TrainingArguments that shape the model or its schedule: a checkpoint is resumed only
+# by a run that agrees on all of them (and on the data, labels and base model).
+SCHEDULE_ARGUMENTS = (
+    "learning_rate",
+    "num_train_epochs",
+    "max_steps",
+    "per_device_train_batch_size",
+    "gradient_accumulation_steps",
+    "world_size",
+    "seed",
+    "data_seed",
+    "weight_decay",
+    "warmup_ratio",
+    "warmup_steps",
+    "lr_scheduler_type",
+    "optim",
+    "adam_beta1",
+    "adam_beta2",
+    "adam_epsilon",
+    "max_grad_norm",
+    "group_by_length",
+)
 
 
 @dataclass
@@ -132,14 +164,118 @@ def resolve_data_files(data_args: DataArguments, paths: RunPaths) -> dict[str, s
     return {split: given[split] or paths.channels.get(split) for split in SPLITS}
 
 
-def check_output_locations(model_dir: str, checkpoint_dir: str) -> None:
-    """Checkpoints must never land inside the model directory (it becomes model.tar.gz)."""
-    model, checkpoints = Path(model_dir).resolve(), Path(checkpoint_dir).resolve()
-    if checkpoints == model or model in checkpoints.parents:
-        raise ValueError(
-            f"output_dir (checkpoints) {checkpoint_dir} is inside model_dir {model_dir}; "
-            "checkpoints would end up in model.tar.gz. Choose another --output_dir."
+class TrainingSetupError(UsageError):
+    """An output location or a schedule that cannot work; reported before training."""
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def check_output_locations(
+    model_dir: str, output_data_dir: str, checkpoint_dir: str, data_files: Mapping[str, str | None]
+) -> None:
+    """Every output location is writable, and replacing the model folder destroys nothing else.
+
+    The model folder is replaced whole at the end of a run, so checkpoints, results and
+    input files must not live inside it, and an existing folder must be a model folder.
+    """
+    model = Path(model_dir).resolve()
+    for path, what in (
+        (checkpoint_dir, "--output_dir (checkpoints)"),
+        (output_data_dir, "--output_data_dir"),
+    ):
+        if _inside(Path(path).resolve(), model):
+            raise TrainingSetupError(
+                f"{what} {path} is inside --model_dir {model_dir}, which becomes model.tar.gz "
+                "and is replaced whole at the end of the run; choose a folder outside it."
+            )
+    for split, where in data_files.items():
+        if where and _inside(Path(where).resolve(), model):
+            raise TrainingSetupError(
+                f"the {split} data {where} is inside --model_dir {model_dir}, which is replaced "
+                "at the end of the run; move the data or choose another --model_dir."
+            )
+    if model.is_dir() and any(model.iterdir()) and not (model / "config.json").is_file():
+        raise TrainingSetupError(
+            f"--model_dir {model_dir} holds files but no config.json: it is not a model folder, and "
+            "the run would replace it. Choose a new or empty folder."
         )
+    staging.check_writable(model_dir, "--model_dir")
+    staging.check_writable(output_data_dir, "--output_data_dir")
+    staging.check_writable(checkpoint_dir, "--output_dir (checkpoints)")
+
+
+def training_steps(train_rows: int, args: TrainingArguments) -> int:
+    """The optimizer steps Trainer will take, as it computes them."""
+    if args.max_steps > 0:
+        return args.max_steps
+    per_step = args.per_device_train_batch_size * max(args.world_size, 1)
+    updates_per_epoch = max(math.ceil(train_rows / per_step) // args.gradient_accumulation_steps, 1)
+    return math.ceil(args.num_train_epochs * updates_per_epoch)
+
+
+def check_training_steps(train_rows: int, args: TrainingArguments) -> None:
+    """Refuse a schedule of zero steps: it would save an untrained head as deployable."""
+    if training_steps(train_rows, args) < 1:
+        raise TrainingSetupError(
+            f"--num_train_epochs {args.num_train_epochs} with --max_steps {args.max_steps} gives 0 "
+            "training steps; the model would not be trained. Set --num_train_epochs >= 1 or --max_steps >= 1."
+        )
+
+
+def tokenize_splits(
+    raw: Mapping[str, Dataset],
+    tokenizer: PreTrainedTokenizerBase,
+    spec: ColumnSpec,
+    max_length: int,
+    data_args: DataArguments,
+) -> dict[str, Dataset]:
+    """Each split tokenised; rows that the truncation mode cannot fit are refused by split."""
+    tokenised = {}
+    for split, dataset in raw.items():
+        try:
+            tokenised[split] = data.tokenize(
+                dataset,
+                tokenizer,
+                spec.text_columns,
+                max_length,
+                data_args.truncation,
+                data_args.preprocessing_num_workers,
+            )
+        except TruncationError as err:
+            raise TrainingSetupError(f"{split} data: {err}") from None
+    return tokenised
+
+
+def run_fingerprint(
+    files: Mapping[str, str | None],
+    spec: ColumnSpec,
+    schema: LabelSchema,
+    model_args: ModelArguments,
+    data_args: DataArguments,
+    training_args: TrainingArguments,
+) -> dict[str, Any]:
+    """What makes two runs the same run: data content, labels, base model, schedule."""
+    return {
+        "data": {
+            split: {p.name: checkpoints.file_sha256(p) for p in list_csv_files(where)}
+            for split, where in files.items()
+            if where
+        },
+        "text_columns": list(spec.text_columns),
+        "label_columns": list(schema.label_columns),
+        "label_names": list(schema.label_names),
+        "label_format": schema.label_format,
+        "model_name_or_path": model_args.model_name_or_path,
+        "tokenizer_name": model_args.tokenizer_name,
+        "pos_weight": [model_args.pos_weight, model_args.max_pos_weight],
+        "head_bias_init": model_args.head_bias_init,
+        "max_seq_length": data_args.max_seq_length,
+        "truncation": data_args.truncation,
+        "validation_split_size": data_args.validation_split_size,
+        **{name: getattr(training_args, name) for name in SCHEDULE_ARGUMENTS},
+    }
 
 
 def load_datasets(
@@ -248,24 +384,6 @@ def initialise_head_bias(model: PreTrainedModel, train: Dataset, pos_weight: tor
     logger.info("classification bias initialised from label frequencies: %s", np.round(bias, 2).tolist())
 
 
-def last_complete_checkpoint(checkpoint_dir: str) -> str | None:
-    """The newest `checkpoint-N` that was written to the end (its trainer state exists).
-
-    Trainer writes `trainer_state.json` last, so a checkpoint cut short by a spot
-    interruption is skipped rather than resumed from.
-    """
-    root = Path(checkpoint_dir)
-    if not root.is_dir():
-        return None
-    pattern = re.compile(rf"^{PREFIX_CHECKPOINT_DIR}-(\d+)$")
-    candidates = [
-        (int(m.group(1)), p)
-        for p in root.iterdir()
-        if (m := pattern.match(p.name)) and (p / TRAINER_STATE_NAME).is_file()
-    ]
-    return str(max(candidates)[1]) if candidates else None
-
-
 def compute_eval_metrics(label_names: list[str]):
     """`compute_metrics` for Trainer: metrics at the default threshold, in Trainer's order."""
 
@@ -359,29 +477,88 @@ def evaluate_with_thresholds(
 def save_model_dir(
     trainer: Trainer,
     tokenizer: PreTrainedTokenizerBase,
-    model_dir: str,
+    model_dir: Path,
     classifier_config: ClassifierConfig,
 ) -> None:
     """The deployable model directory: weights, tokenizer, classifier config, code/."""
-    path = Path(model_dir)
-    path.mkdir(parents=True, exist_ok=True)
-    trainer.model.save_pretrained(path, safe_serialization=True)
-    tokenizer.save_pretrained(path)
-    classifier_config.save(path)
-    copy_serving_code(path)
-    logger.info("model saved to %s", path)
+    trainer.model.save_pretrained(model_dir, safe_serialization=True)
+    tokenizer.save_pretrained(model_dir)
+    classifier_config.save(model_dir)
+    copy_serving_code(model_dir)
 
 
-def save_metrics(output_dir: Path, split: str, values: Mapping[str, float]) -> None:
-    """`<split>_results.json` and the merged `all_results.json`, as Trainer.save_metrics writes them."""
-    output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / f"{split}_results.json").write_text(
-        json.dumps(dict(values), indent=4, sort_keys=True) + "\n"
+def save_metrics(output_dir: Path, results: Mapping[str, Mapping[str, float]]) -> None:
+    """`<split>_results.json` for each split and `all_results.json`, this run's only."""
+    merged: dict[str, float] = {}
+    for split, values in results.items():
+        (output_dir / f"{split}_results.json").write_text(
+            json.dumps(dict(values), indent=4, sort_keys=True) + "\n"
+        )
+        merged.update(values)
+    (output_dir / "all_results.json").write_text(json.dumps(merged, indent=4, sort_keys=True) + "\n")
+
+
+def write_results(
+    output_dir: Path,
+    results: Mapping[str, Mapping[str, float]],
+    probs: Mapping[str, np.ndarray],
+    splits: Splits,
+    thresholds: np.ndarray,
+    label_names: list[str],
+) -> None:
+    """Metrics, per-row predictions and the per-label report (test set, else validation)."""
+    save_metrics(output_dir, results)
+    for split, split_probs in probs.items():
+        reporting.write_predictions(
+            output_dir / f"{split}_predictions.csv", split_probs, thresholds, label_names
+        )
+    report_split = "test" if "test" in probs else "validation"
+    report_labels = data.label_matrix(splits.test if report_split == "test" else splits.validation)
+    reporting.write_label_report(
+        output_dir, report_split, probs[report_split], report_labels, thresholds, label_names
     )
-    all_path = output_dir / "all_results.json"
-    merged = json.loads(all_path.read_text()) if all_path.exists() else {}
-    merged.update(values)
-    all_path.write_text(json.dumps(merged, indent=4, sort_keys=True) + "\n")
+
+
+def publish_outputs(
+    model_dir: str,
+    output_data_dir: str,
+    write_model: Callable[[Path], None],
+    write_data: Callable[[Path], None],
+) -> None:
+    """Write the model and the results into staging folders, then swap both into place.
+
+    Nothing that was at `model_dir` changes unless every file of the new model was
+    written; results go first, the model last, so a failure leaves the old model.
+    """
+    staged_model = staged_data = None
+    try:
+        staged_model = staging.staging_dir(model_dir)
+        staged_data = staging.staging_dir(output_data_dir)
+        write_model(staged_model)
+        write_data(staged_data)
+        staging.replace_files(staged_data, output_data_dir, OUTPUT_DATA_FILES)
+        staged_data = None
+        staging.replace_dir(staged_model, model_dir)
+        staged_model = None
+    finally:
+        staging.discard(staged_model)
+        staging.discard(staged_data)
+    logger.info("model saved to %s, results to %s", model_dir, output_data_dir)
+
+
+def resume_checkpoint(training_args: TrainingArguments, fingerprint: Mapping[str, Any]) -> str | None:
+    """The checkpoint to resume from, decided by the main process first (it may set
+    unusable checkpoints aside), then by the other ranks, which then agree with it."""
+    with training_args.main_process_first(desc="checking checkpoints"):
+        resume = checkpoints.choose_resume_checkpoint(
+            training_args.output_dir,
+            fingerprint,
+            requested=training_args.resume_from_checkpoint,
+            overwrite=training_args.overwrite_output_dir,
+        )
+    if resume:
+        logger.info("resuming from checkpoint %s", resume)
+    return resume
 
 
 def run(
@@ -390,29 +567,22 @@ def run(
     """Validate, train, tune thresholds, evaluate, save. Returns the final metrics."""
     paths = resolve_run_paths()
     model_dir = data_args.model_dir or paths.model_dir
-    output_data_dir = Path(data_args.output_data_dir or paths.output_data_dir)
-    check_output_locations(model_dir, training_args.output_dir)
+    output_data_dir = data_args.output_data_dir or paths.output_data_dir
     files = resolve_data_files(data_args, paths)
+    check_output_locations(model_dir, output_data_dir, training_args.output_dir, files)
     spec = data_args.column_spec()
-    schema = validate_files(files, spec, data_args.label_format)
+    schema = validate_files(files, spec, data_args.label_format, data_args.validation_split_size)
+    fingerprint = run_fingerprint(files, spec, schema, model_args, data_args, training_args)
+    resume = resume_checkpoint(training_args, fingerprint)
 
     set_seed(training_args.seed)
     with training_args.main_process_first(desc="loading the CSV files"):
         raw = load_datasets(files, data_args, schema, training_args.seed)
+    check_training_steps(len(raw["train"]), training_args)
     model, tokenizer = load_model_and_tokenizer(model_args, schema)
     max_length = effective_max_length(data_args.max_seq_length, tokenizer, model)
     with training_args.main_process_first(desc="tokenising"):
-        tokenised = {
-            split: data.tokenize(
-                ds,
-                tokenizer,
-                spec.text_columns,
-                max_length,
-                data_args.truncation,
-                data_args.preprocessing_num_workers,
-            )
-            for split, ds in raw.items()
-        }
+        tokenised = tokenize_splits(raw, tokenizer, spec, max_length, data_args)
     splits = Splits(tokenised["train"], tokenised["validation"], tokenised.get("test"))
     pos_weight = compute_pos_weight(splits.train, model_args.pos_weight, model_args.max_pos_weight)
     if model_args.head_bias_init == "prior":
@@ -420,39 +590,25 @@ def run(
     pad_to_length = max_length if data_args.pad_to_max_length else None
     trainer = build_trainer(model, tokenizer, splits, training_args, pos_weight, pad_to_length)
 
-    resume = training_args.resume_from_checkpoint
-    if resume is None and not training_args.overwrite_output_dir:
-        resume = last_complete_checkpoint(training_args.output_dir)
-    if resume:
-        logger.info("resuming from checkpoint %s", resume)
     train_result = trainer.train(resume_from_checkpoint=resume)
 
     label_names = list(schema.label_names)
     thresholds, results, probs = evaluate_with_thresholds(trainer, splits, label_names)
-    all_metrics = {**train_result.metrics}
-    for values in results.values():
-        all_metrics.update(values)
+    results = {"train": train_result.metrics, **results}
+    all_metrics = {k: v for values in results.values() for k, v in values.items()}
     logger.info("final %s", format_metrics({k: v for k, v in all_metrics.items() if "_untuned_" not in k}))
 
     if trainer.is_world_process_zero():
         classifier_config = ClassifierConfig(
             text_columns=spec.text_columns,
-            thresholds={name: float(t) for name, t in zip(label_names, thresholds, strict=False)},
+            thresholds={name: float(t) for name, t in zip(label_names, thresholds, strict=True)},
             max_seq_length=max_length,
             truncation=data_args.truncation,
         )
-        save_model_dir(trainer, tokenizer, model_dir, classifier_config)
-        save_metrics(output_data_dir, "train", train_result.metrics)
-        for prefix, values in results.items():
-            save_metrics(output_data_dir, prefix, values)
-        report_split = "test" if "test" in probs else "validation"
-        report_probs = probs[report_split]
-        report_labels = data.label_matrix(splits.test if report_split == "test" else splits.validation)
-        for split, split_probs in probs.items():
-            reporting.write_predictions(
-                output_data_dir / f"{split}_predictions.csv", split_probs, thresholds, label_names
-            )
-        reporting.write_label_report(
-            output_data_dir, report_split, report_probs, report_labels, thresholds, label_names
+        publish_outputs(
+            model_dir,
+            output_data_dir,
+            write_model=lambda folder: save_model_dir(trainer, tokenizer, folder, classifier_config),
+            write_data=lambda folder: write_results(folder, results, probs, splits, thresholds, label_names),
         )
     return all_metrics

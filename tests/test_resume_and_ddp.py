@@ -1,18 +1,16 @@
-"""Spot-style interruption and resume, and data-parallel training under torchrun (CPU, gloo)."""
+"""Data-parallel training under torchrun (CPU, gloo). Interruption and resume: test_run_safety.py."""
 
 from __future__ import annotations
 
 import json
 import math
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.helpers import DATA, LABELS, ROOT, clean_env, read_csv, run_train
+from tests.helpers import DATA, LABELS, read_csv, run_train
 
 pytestmark = pytest.mark.integration
 
@@ -29,63 +27,6 @@ def train_args(tiny_model: Path, out: Path, *extra: str) -> list[str]:
         "--learning_rate=1e-3",
         *extra,
     ]
-
-
-def wait_for(predicate, timeout: float, process: subprocess.Popen) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if process.poll() is not None:
-            raise AssertionError(f"training ended (status {process.returncode}) before it was interrupted")
-        if time.monotonic() > deadline:
-            raise AssertionError("no checkpoint appeared in time")
-        time.sleep(0.05)
-
-
-def test_interrupted_run_resumes_from_the_last_complete_checkpoint(tiny_model: Path, tmp_path: Path) -> None:
-    steps_per_epoch, epochs = math.ceil(300 / 4), 3
-    args = train_args(
-        tiny_model,
-        tmp_path,
-        f"--num_train_epochs={epochs}",
-        "--per_device_train_batch_size=4",
-        "--eval_strategy=steps",
-        "--save_strategy=steps",
-        "--eval_steps=20",
-        "--save_steps=20",
-        "--save_total_limit=3",
-    )
-    first_state = tmp_path / "checkpoints" / "checkpoint-40" / "trainer_state.json"
-    process = subprocess.Popen(
-        [sys.executable, str(ROOT / "train.py"), *args],
-        cwd=ROOT,
-        env=clean_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_for(first_state.exists, timeout=300, process=process)
-    finally:
-        process.kill()  # no clean shutdown, as when a spot instance is reclaimed
-        process.wait()
-    assert not (tmp_path / "model").exists()
-    # A checkpoint cut short while being written: no trainer_state.json. It must be skipped.
-    (tmp_path / "checkpoints" / "checkpoint-100000").mkdir()
-    latest = max(
-        int(p.parent.name.split("-")[1])
-        for p in (tmp_path / "checkpoints").glob("checkpoint-*/trainer_state.json")
-    )
-
-    result = run_train(args)
-    log = result.stdout + result.stderr
-    assert result.returncode == 0, log[-3000:]
-    assert f"resuming from checkpoint {tmp_path / 'checkpoints' / f'checkpoint-{latest}'}" in log
-    assert f"Continuing training from global step {latest}" in log
-    final = tmp_path / "checkpoints" / f"checkpoint-{steps_per_epoch * epochs}" / "trainer_state.json"
-    state = json.loads(final.read_text())
-    assert state["global_step"] == steps_per_epoch * epochs
-    logged_steps = [entry["step"] for entry in state["log_history"] if "eval_loss" in entry]
-    assert logged_steps[0] == 20  # history from before the interruption was carried over
-    assert (tmp_path / "model" / "model.safetensors").exists()
 
 
 def test_torchrun_two_processes_on_cpu(tiny_model: Path, tmp_path: Path) -> None:

@@ -54,8 +54,12 @@ def test_output_data_files(sm_run: SageMakerRun) -> None:
 
 def test_checkpoints_go_to_the_checkpoint_dir_only(sm_run: SageMakerRun) -> None:
     checkpoints = sorted(p.name for p in sm_run.checkpoint_dir.iterdir())
+    assert "run_fingerprint.json" in checkpoints  # which run owns them (test_run_safety.py)
+    checkpoints.remove("run_fingerprint.json")
     assert checkpoints and all(name.startswith("checkpoint-") for name in checkpoints)
-    assert not any("checkpoint" in f for f in files_under(sm_run.model_dir))
+    assert not any(
+        part.startswith("checkpoint-") for f in files_under(sm_run.model_dir) for part in f.split("/")
+    )
 
 
 def test_config_is_multilabel_with_label_names(sm_run: SageMakerRun) -> None:
@@ -163,6 +167,7 @@ def test_bad_file_exits_non_zero_with_the_message_and_writes_no_model(
         f"{train}: column 'label2', row 3 (1 in all): expected 0/1 or true/false, found ['maybe']"
         in result.stdout
     )
+    assert "the stratified split needs at least 11 rows" in result.stdout  # reported together
     assert not model_dir.exists()
     assert not (tmp_path / "ckpt").exists()
 
@@ -217,4 +222,4 @@ def test_checkpoints_inside_model_dir_are_refused(tiny_model: Path, tmp_path: Pa
         ]
     )
     assert result.returncode != 0
-    assert "is inside model_dir" in result.stdout + result.stderr
+    assert "is inside --model_dir" in result.stdout + result.stderr

@@ -1,0 +1,105 @@
+"""Outputs that appear whole or not at all.
+
+A run writes its model directory and its results into sibling staging folders and
+swaps them into place only at the end, so a run that fails at any point leaves what
+was there before untouched: a good model is never replaced by a half-written one.
+Standard library only.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+from multilabel.errors import UsageError
+
+logger = logging.getLogger(__name__)
+
+
+class OutputLocationError(UsageError):
+    """An output location that cannot be written, or that would destroy something."""
+
+
+def check_writable(path: str | Path, what: str) -> None:
+    """Prove that `path` (a folder) and a staging folder beside it can be written.
+
+    Leaves no trace: the test file goes into the nearest folder that already exists.
+    """
+    target = Path(path).resolve()
+    existing = target if target.exists() else target.parent
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise OutputLocationError(f"{what} {path} cannot be written: {existing} is a file, not a folder")
+    try:
+        for folder in {existing, target.parent} & {p for p in (existing, target.parent) if p.is_dir()}:
+            with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
+                pass
+    except OSError as err:
+        raise OutputLocationError(f"{what} {path} cannot be written: {err.strerror or err}") from None
+
+
+def staging_dir(target: str | Path) -> Path:
+    """A fresh empty folder beside `target`, on the same file system."""
+    target = Path(target).resolve()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{target.name}.staging-", dir=target.parent))
+
+
+def replace_dir(staged: Path, target: str | Path) -> None:
+    """Put the staged folder at `target`, replacing whatever was there.
+
+    Two renames on one file system: at every moment either the old or the new folder is
+    at `target` (briefly neither, never a mix). A mount point cannot be renamed; its
+    entries are replaced one by one instead (on SageMaker the model folder starts empty).
+    """
+    target = Path(target).resolve()
+    if target.is_dir() and os.path.ismount(target):
+        for entry in target.iterdir():
+            _remove(entry)
+        for entry in staged.iterdir():
+            shutil.move(str(entry), target / entry.name)
+        staged.rmdir()
+        return
+    old = None
+    if target.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+        old.rmdir()
+        target.rename(old)
+    staged.rename(target)
+    if old is not None:
+        _remove(old)
+
+
+def replace_files(staged: Path, target: str | Path, owned: Iterable[str]) -> None:
+    """Move every staged file into `target`, and delete the `owned` names not staged.
+
+    For a results folder that may hold the user's other files: only the names this
+    program writes (`owned`) are ever deleted, so a previous run's results never
+    linger beside this run's.
+    """
+    target = Path(target)
+    target.mkdir(parents=True, exist_ok=True)
+    new = {entry.name for entry in staged.iterdir()}
+    for name in set(owned) - new:
+        _remove(target / name)
+    for name in sorted(new):
+        os.replace(staged / name, target / name)
+    staged.rmdir()
+
+
+def discard(staged: Path | None) -> None:
+    """Remove a staging folder left by a failed run."""
+    if staged is not None and staged.exists():
+        shutil.rmtree(staged, ignore_errors=True)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
