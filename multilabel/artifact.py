@@ -10,11 +10,13 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import tarfile
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
+from typing import ClassVar
 
-from multilabel.bundle import PACKAGE_DIR, PROJECT_DIR, copy_package
+from multilabel.bundle import PACKAGE_DIR, PROJECT_DIR, copy_package, package_imports
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +33,12 @@ class ClassifierConfig:
     max_seq_length: int
     truncation: str = "longest_first"
 
+    # features.TRUNCATION_STRATEGIES, repeated because this module is standard library only
+    # (tests pin that the two agree).
+    TRUNCATIONS: ClassVar[tuple[str, ...]] = ("longest_first", "only_first", "only_second")
+
     def save(self, model_dir: str | Path) -> Path:
+        """Write `classifier_config.json` into `model_dir`."""
         path = Path(model_dir) / CLASSIFIER_CONFIG
         data = asdict(self)
         data["text_columns"] = list(self.text_columns)
@@ -40,12 +47,67 @@ class ClassifierConfig:
 
     @classmethod
     def load(cls, model_dir: str | Path) -> ClassifierConfig:
+        """Read `classifier_config.json`; `problems` then checks its values.
+
+        Raises FileNotFoundError when it is missing, ValueError when it is not a JSON
+        object with exactly this class's keys.
+        """
         path = Path(model_dir) / CLASSIFIER_CONFIG
         if not path.is_file():
             raise FileNotFoundError(f"{path}: missing; this model directory was not written by train.py")
-        data = json.loads(path.read_text(encoding="utf-8"))
-        data["text_columns"] = tuple(data["text_columns"])
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise ValueError(f"{path}: not valid JSON ({err}); write it again with train.py") from None
+        keys = {f.name for f in fields(cls)}
+        required = {f.name for f in fields(cls) if f.default is MISSING}
+        if not isinstance(data, dict) or not required <= data.keys() <= keys:
+            found = sorted(data) if isinstance(data, dict) else type(data).__name__
+            raise ValueError(
+                f"{path}: expected an object with the keys {sorted(required)} (and optionally "
+                f"{sorted(keys - required)}), found {found}"
+            )
+        if isinstance(data["text_columns"], list):
+            data["text_columns"] = tuple(data["text_columns"])
         return cls(**data)
+
+    def problems(self, label_names: Sequence[str]) -> list[str]:
+        """Why this config cannot serve a model with these labels (`config.json`'s id2label); [] if it can."""
+        problems = []
+        columns = self.text_columns
+        if (
+            not isinstance(columns, tuple)
+            or not 1 <= len(columns) <= 2
+            or not all(isinstance(c, str) and c.strip() for c in columns)
+            or len(set(columns)) != len(columns)
+        ):
+            problems.append(f"text_columns: expected 1 or 2 distinct non-empty names, found {columns!r}")
+        length = self.max_seq_length
+        if isinstance(length, bool) or not isinstance(length, int) or length < 1:
+            problems.append(f"max_seq_length: expected a positive integer, found {length!r}")
+        if self.truncation not in self.TRUNCATIONS:
+            problems.append(
+                f"truncation: expected one of {list(self.TRUNCATIONS)}, found {self.truncation!r}"
+            )
+        if not isinstance(self.thresholds, dict):
+            problems.append(f"thresholds: expected an object {{label: threshold}}, found {self.thresholds!r}")
+            return [f"{CLASSIFIER_CONFIG}: {p}" for p in problems]
+        missing = [name for name in label_names if name not in self.thresholds]
+        if missing:
+            problems.append(f"thresholds: no threshold for label(s) {missing} of config.json's id2label")
+        extra = sorted(set(self.thresholds) - set(label_names), key=str)
+        if extra:
+            problems.append(
+                f"thresholds: label(s) {extra} are not in config.json's id2label {list(label_names)}"
+            )
+        bad = {
+            name: value
+            for name, value in self.thresholds.items()
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0
+        }
+        if bad:
+            problems.append(f"thresholds: expected numbers in [0, 1], found {bad}")
+        return [f"{CLASSIFIER_CONFIG}: {p}" for p in problems]
 
     def threshold_list(self, label_names: Sequence[str]) -> list[float]:
         """Thresholds in label order."""
@@ -53,7 +115,7 @@ class ClassifierConfig:
 
 
 def copy_serving_code(model_dir: str | Path) -> bool:
-    """Copy `inference.py` and this package into `<model_dir>/code/`.
+    """Copy `inference.py` and the package modules it imports into `<model_dir>/code/`.
 
     The inference toolkit puts `code/` on `sys.path`, so the training job's
     `model.tar.gz` then deploys as it is. Returns False (and logs) when the project has
@@ -67,7 +129,7 @@ def copy_serving_code(model_dir: str | Path) -> bool:
     shutil.rmtree(code_dir, ignore_errors=True)
     code_dir.mkdir(parents=True)
     shutil.copy2(handler, code_dir / HANDLER)
-    copy_package(code_dir)
+    copy_package(code_dir, package_imports(handler))
     return True
 
 
@@ -88,20 +150,52 @@ def _is_junk(name: str) -> bool:
     return any(p.startswith("._") or p in ("__pycache__", ".DS_Store") for p in parts)
 
 
+class ArtifactError(ValueError):
+    """`pack` or `check` refused: a headline, one line per problem, and the CLI's exit status."""
+
+    def __init__(self, headline: str, problems: Sequence[str] = (), exit_code: int = 2) -> None:
+        super().__init__(headline + "".join(f"\n  - {p}" for p in problems))
+        self.headline = headline
+        self.problems = list(problems)
+        self.exit_code = exit_code
+
+
 def pack_model(model_dir: str | Path, archive: str | Path) -> Path:
-    """Write `model_dir` as a SageMaker `model.tar.gz`: files at the archive root, no junk."""
-    import tarfile
+    """Write `model_dir` as a SageMaker `model.tar.gz`: files at the archive root, no junk.
+
+    The archive is written to a temporary sibling, checked, and renamed into place only
+    when the check passes: a refused pack leaves an existing `archive` as it was. Raises
+    ArtifactError: exit_code 2 for a missing or non-model directory, 1 for an archive
+    that would not deploy.
+    """
+    import os
 
     root = Path(model_dir)
     archive = Path(archive)
-    with tarfile.open(archive, "w:gz") as tar:
-        for path in sorted(root.rglob("*")):
-            name = path.relative_to(root).as_posix()
-            if path.is_file() and not _is_junk(name):
-                tar.add(path, arcname=name, recursive=False)
-    problems = check_model_archive(archive)
-    if problems:
-        raise ValueError(f"{archive} is not deployable:\n" + "\n".join(f"  - {p}" for p in problems))
+    if not root.is_dir():
+        raise ArtifactError(f"{root}: no such directory; pass the model directory that train.py wrote")
+    if not (root / "config.json").is_file():
+        raise ArtifactError(
+            f"{root} is not a model directory (no config.json); pass the --model_dir that train.py wrote"
+        )
+    if not archive.parent.is_dir():
+        raise ArtifactError(f"{archive.parent}: no such directory to write {archive.name} into")
+    if archive.resolve().is_relative_to(root.resolve()):
+        raise ArtifactError(f"{archive} lies inside {root}: write the archive outside the model directory")
+    partial = archive.with_name(f".{archive.name}.{os.getpid()}.partial")
+    try:
+        with tarfile.open(partial, "w:gz") as tar:
+            for path in sorted(root.rglob("*")):
+                name = path.relative_to(root).as_posix()
+                # Symlinks go in as they are, so that the check below refuses them by name.
+                if (path.is_file() or path.is_symlink()) and not _is_junk(name):
+                    tar.add(path, arcname=name, recursive=False)
+        problems = check_model_archive(partial)
+        if problems:
+            raise ArtifactError(f"{archive} is not deployable, so it was not written:", problems, exit_code=1)
+        os.replace(partial, archive)
+    finally:
+        partial.unlink(missing_ok=True)
     logger.info("packed %s into %s", root, archive)
     return archive
 
@@ -127,39 +221,107 @@ def _hook_problems(source: str) -> list[str]:
     return problems
 
 
-def check_model_archive(archive: str | Path) -> list[str]:
-    """Why a `model.tar.gz` would not deploy with this project's handler ([] if it would)."""
-    import tarfile
+def _unsafe_member(member: tarfile.TarInfo) -> str | None:
+    """Why extracting `member` could write outside the model directory or create a non-file."""
+    from pathlib import PurePosixPath
 
-    with tarfile.open(archive, "r:gz") as tar:
-        members = {m.name.removeprefix("./"): m for m in tar.getmembers() if m.isfile()}
-        problems = [f"junk file {n} in the archive" for n in sorted(members) if _is_junk(n)]
-        if "config.json" not in members:
-            tops = sorted({n.split("/")[0] for n in members if "/" in n} - {"code"})
-            hint = f" (files sit under {tops}: pack the folder's contents, not the folder)" if tops else ""
-            problems.append(f"no config.json at the archive root{hint}")
-        else:
-            config = json.load(tar.extractfile(members["config.json"]))
-            if config.get("problem_type") != "multi_label_classification":
-                problems.append(
-                    f"config.json: problem_type is {config.get('problem_type')!r}, expected 'multi_label_classification'"
-                )
-            if not config.get("id2label"):
-                problems.append("config.json: no id2label")
-        if "model.safetensors" not in members and not any(
-            n.startswith("model-") and n.endswith(".safetensors") for n in members
-        ):
-            problems.append("no safetensors weights (model.safetensors); the endpoint loads no other format")
-        if not any(n in members for n in TOKENIZER_FILES) or "tokenizer_config.json" not in members:
-            problems.append("no tokenizer (tokenizer_config.json and tokenizer.json or vocabulary files)")
-        if CLASSIFIER_CONFIG not in members:
-            problems.append(f"no {CLASSIFIER_CONFIG} (thresholds and text columns written by train.py)")
-        if f"code/{HANDLER}" not in members:
-            problems.append(f"no code/{HANDLER}: the endpoint would fall back to the default pipeline")
-        else:
-            problems += _hook_problems(tar.extractfile(members[f"code/{HANDLER}"]).read().decode("utf-8"))
-            if not any(n.startswith("code/multilabel/") for n in members):
-                problems.append("code/inference.py imports multilabel, but code/multilabel/ is missing")
+    name = member.name
+    if name.startswith("/"):
+        return f"unsafe member {name!r}: absolute path"
+    if ".." in PurePosixPath(name).parts:
+        return f"unsafe member {name!r}: path contains '..'"
+    if member.issym():
+        return f"unsafe member {name!r}: symbolic link to {member.linkname!r}"
+    if member.islnk():
+        return f"unsafe member {name!r}: hard link to {member.linkname!r}"
+    if member.ischr() or member.isblk():
+        return f"unsafe member {name!r}: device file"
+    if member.isfifo():
+        return f"unsafe member {name!r}: fifo"
+    if not (member.isfile() or member.isdir()):
+        return f"unsafe member {name!r}: not a regular file or folder (tar type {member.type!r})"
+    return None
+
+
+def _classifier_config_problems(raw: bytes, label_names: Sequence[str]) -> list[str]:
+    """The endpoint's own loader and checks, run on the archive's `classifier_config.json`."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / CLASSIFIER_CONFIG
+        path.write_bytes(raw)
+        try:
+            return ClassifierConfig.load(tmp).problems(label_names)
+        except ValueError as err:
+            return [str(err).replace(str(path), CLASSIFIER_CONFIG)]
+
+
+def _config_problems(tar: tarfile.TarFile, members: dict[str, tarfile.TarInfo]) -> list[str]:
+    """`config.json` and `classifier_config.json`, and whether the two agree."""
+    try:
+        config = json.load(tar.extractfile(members["config.json"]))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        return [f"config.json: not valid JSON ({err})"]
+    if not isinstance(config, dict):
+        return [f"config.json: expected a JSON object, found {type(config).__name__}"]
+    problems = []
+    if config.get("problem_type") != "multi_label_classification":
+        problems.append(
+            f"config.json: problem_type is {config.get('problem_type')!r}, expected 'multi_label_classification'"
+        )
+    id2label = config.get("id2label")
+    if not id2label or not isinstance(id2label, dict):
+        problems.append("config.json: no id2label")
+    elif CLASSIFIER_CONFIG in members:
+        raw = tar.extractfile(members[CLASSIFIER_CONFIG]).read()
+        problems += _classifier_config_problems(raw, list(id2label.values()))
+    return problems
+
+
+def check_model_archive(archive: str | Path) -> list[str]:
+    """Why a `model.tar.gz` would not deploy with this project's handler ([] if it would).
+
+    Raises ArtifactError (exit_code 2) for a missing file or one that is not a
+    gzip-compressed tar archive.
+    """
+    import zlib
+
+    archive = Path(archive)
+    if not archive.is_file():
+        what = "not a file" if archive.exists() else "no such file"
+        raise ArtifactError(f"{archive}: {what}")
+    try:
+        with tarfile.open(archive, "r:gz") as tar:
+            return _archive_problems(tar)
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as err:
+        raise ArtifactError(f"{archive}: not a readable gzip-compressed tar archive ({err})") from None
+
+
+def _archive_problems(tar: tarfile.TarFile) -> list[str]:
+    all_members = tar.getmembers()
+    problems = [p for p in map(_unsafe_member, all_members) if p]
+    members = {m.name.removeprefix("./"): m for m in all_members if m.isfile() and not _unsafe_member(m)}
+    problems += [f"junk file {n} in the archive" for n in sorted(members) if _is_junk(n)]
+    if "config.json" not in members:
+        tops = sorted({n.split("/")[0] for n in members if "/" in n} - {"code"})
+        hint = f" (files sit under {tops}: pack the folder's contents, not the folder)" if tops else ""
+        problems.append(f"no config.json at the archive root{hint}")
+    else:
+        problems += _config_problems(tar, members)
+    if "model.safetensors" not in members and not any(
+        n.startswith("model-") and n.endswith(".safetensors") for n in members
+    ):
+        problems.append("no safetensors weights (model.safetensors); the endpoint loads no other format")
+    if not any(n in members for n in TOKENIZER_FILES) or "tokenizer_config.json" not in members:
+        problems.append("no tokenizer (tokenizer_config.json and tokenizer.json or vocabulary files)")
+    if CLASSIFIER_CONFIG not in members:
+        problems.append(f"no {CLASSIFIER_CONFIG} (thresholds and text columns written by train.py)")
+    if f"code/{HANDLER}" not in members:
+        problems.append(f"no code/{HANDLER}: the endpoint would fall back to the default pipeline")
+    else:
+        problems += _hook_problems(tar.extractfile(members[f"code/{HANDLER}"]).read().decode("utf-8"))
+        if not any(n.startswith("code/multilabel/") for n in members):
+            problems.append("code/inference.py imports multilabel, but code/multilabel/ is missing")
     return problems
 
 
@@ -167,7 +329,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """`python -m multilabel.artifact pack MODEL_DIR model.tar.gz` or `check model.tar.gz`."""
     import argparse
 
-    parser = argparse.ArgumentParser(description="Pack or check a SageMaker model.tar.gz")
+    parser = argparse.ArgumentParser(
+        description="Pack or check a SageMaker model.tar.gz",
+        epilog="Exit status: 0 packed, or deployable; 1 the archive would not deploy (one line per "
+        "problem; pack then writes nothing); 2 a missing or unreadable file or folder, a file that is not a "
+        "gzip-compressed tar archive, or a directory that is not a model directory.",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     pack = sub.add_parser("pack", help="pack a model directory written by train.py")
     pack.add_argument("model_dir")
@@ -176,10 +343,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     check.add_argument("archive")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    if args.command == "pack":
-        pack_model(args.model_dir, args.archive)
-        return 0
-    problems = check_model_archive(args.archive)
+    try:
+        if args.command == "pack":
+            pack_model(args.model_dir, args.archive)
+            return 0
+        problems = check_model_archive(args.archive)
+    except ArtifactError as err:
+        for line in (err.headline, *err.problems):
+            logger.error("%s", line)
+        return err.exit_code
+    except OSError as err:  # e.g. the archive's folder is not writable, or the disk is full
+        logger.error("%s", err)
+        return 2
     for problem in problems:
         logger.error("%s", problem)
     if not problems:

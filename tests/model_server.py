@@ -41,19 +41,27 @@ def free_port() -> int:
     raise RuntimeError("no free port in 8100-9999")
 
 
-def post(
+def post_with_headers(
     url: str, body: bytes, content_type: str, accept: str | None = None, timeout: float = 60
-) -> tuple[int, bytes]:
-    """POST and return (status, body) for any status."""
+) -> tuple[int, dict[str, str], bytes]:
+    """POST and return (status, response headers with lower-case names, body) for any status."""
     headers = {"Content-Type": content_type}
     if accept:
         headers["Accept"] = accept
     request = urllib.request.Request(url, data=body, headers=headers, method="POST")
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, response.read()
+            return response.status, {k.lower(): v for k, v in response.headers.items()}, response.read()
     except urllib.error.HTTPError as err:
-        return err.code, err.read()
+        return err.code, {k.lower(): v for k, v in err.headers.items()}, err.read()
+
+
+def post(
+    url: str, body: bytes, content_type: str, accept: str | None = None, timeout: float = 60
+) -> tuple[int, bytes]:
+    """POST and return (status, body) for any status."""
+    status, _, payload = post_with_headers(url, body, content_type, accept, timeout)
+    return status, payload
 
 
 class ModelServer:

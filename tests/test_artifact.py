@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import gzip
+import hashlib
+import io
+import json
 import shutil
+import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
 import pytest
 
-from multilabel.artifact import check_model_archive, main, pack_model
+from multilabel.artifact import ArtifactError, check_model_archive, main, pack_model
 from tests.conftest import SageMakerRun
+from tests.helpers import ROOT
 
 
 def members(archive: Path) -> set[str]:
@@ -72,7 +79,7 @@ def test_check_names_every_problem(model_copy: Path, tmp_path: Path) -> None:
         "code/inference.py defines transform_fn together with input_fn/predict_fn/output_fn",
         "code/inference.py: input_fn takes ['data'], expected ['input_data', 'content_type'] (+ optional context)",
     ]
-    with pytest.raises(ValueError, match="is not deployable"):
+    with pytest.raises(ArtifactError, match="is not deployable"):
         pack_model(model_copy, tmp_path / "refused.tar.gz")
     shutil.rmtree(model_copy / "code")
     assert (
@@ -80,3 +87,210 @@ def test_check_names_every_problem(model_copy: Path, tmp_path: Path) -> None:
         in check_model_archive(repack(model_copy, tmp_path / "nocode.tar.gz"))
     )
     assert main(["check", str(tmp_path / "nocode.tar.gz")]) == 1
+
+
+# The CLI, run as users run it: `python -m multilabel.artifact ...`.
+
+
+def cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "multilabel.artifact", *map(str, args)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def error_lines(result: subprocess.CompletedProcess[str]) -> list[str]:
+    assert "Traceback" not in result.stderr, result.stderr
+    return [line.removeprefix("ERROR ") for line in result.stderr.splitlines() if line.startswith("ERROR ")]
+
+
+@pytest.fixture
+def good_archive(model_copy: Path, tmp_path: Path) -> Path:
+    return pack_model(model_copy, tmp_path / "good.tar.gz")
+
+
+def with_member(good: Path, archive: Path, member: tarfile.TarInfo, data: bytes = b"") -> Path:
+    """A copy of `good` with one more member."""
+    with tarfile.open(good) as src, tarfile.open(archive, "w:gz") as dst:
+        for m in src.getmembers():
+            dst.addfile(m, src.extractfile(m) if m.isfile() else None)
+        member.size = len(data)
+        dst.addfile(member, io.BytesIO(data) if member.isfile() else None)
+    return archive
+
+
+def tar_member(name: str, kind: bytes = tarfile.REGTYPE, linkname: str = "") -> tarfile.TarInfo:
+    member = tarfile.TarInfo(name)
+    member.type = kind
+    member.linkname = linkname
+    return member
+
+
+@pytest.mark.parametrize(
+    ("member", "message"),
+    [
+        (tar_member("../evil.py"), "unsafe member '../evil.py': path contains '..'"),
+        (tar_member("code/../../evil.py"), "unsafe member 'code/../../evil.py': path contains '..'"),
+        (tar_member("/etc/cron.d/evil"), "unsafe member '/etc/cron.d/evil': absolute path"),
+        (
+            tar_member("code/passwd", tarfile.SYMTYPE, "/etc/passwd"),
+            "unsafe member 'code/passwd': symbolic link to '/etc/passwd'",
+        ),
+        (
+            tar_member("config.json", tarfile.SYMTYPE, "/etc/passwd"),
+            "unsafe member 'config.json': symbolic link to '/etc/passwd'",
+        ),
+        (
+            tar_member("code/hard", tarfile.LNKTYPE, "/etc/shadow"),
+            "unsafe member 'code/hard': hard link to '/etc/shadow'",
+        ),
+        (tar_member("code/null", tarfile.CHRTYPE), "unsafe member 'code/null': device file"),
+        (tar_member("code/sda", tarfile.BLKTYPE), "unsafe member 'code/sda': device file"),
+        (tar_member("code/pipe", tarfile.FIFOTYPE), "unsafe member 'code/pipe': fifo"),
+    ],
+    ids=[
+        "dotdot",
+        "nested-dotdot",
+        "absolute",
+        "symlink",
+        "symlink-over-config",
+        "hardlink",
+        "chr",
+        "blk",
+        "fifo",
+    ],
+)
+def test_check_refuses_unsafe_members(
+    good_archive: Path, tmp_path: Path, member: tarfile.TarInfo, message: str
+) -> None:
+    archive = with_member(good_archive, tmp_path / "evil.tar.gz", member, b"evil" if member.isfile() else b"")
+    before = sha256(archive)
+    result = cli("check", archive)
+    assert result.returncode == 1, result.stderr
+    assert message in error_lines(result)
+    assert "is deployable" not in result.stderr
+    assert sha256(archive) == before
+    assert not (tmp_path.parent / "evil.py").exists()
+
+
+def with_classifier_config(model_dir: Path, tmp_path: Path, change: dict[str, object] | str) -> Path:
+    path = model_dir / "classifier_config.json"
+    if isinstance(change, str):
+        path.write_text(change)
+    else:
+        path.write_text(json.dumps({**json.loads(path.read_text()), **change}))
+    return repack(model_dir, tmp_path / "mismatch.tar.gz")
+
+
+def test_check_refuses_a_classifier_config_that_does_not_match_config_json(
+    model_copy: Path, tmp_path: Path
+) -> None:
+    labels = list(json.loads((model_copy / "config.json").read_text())["id2label"].values())
+    thresholds = json.loads((model_copy / "classifier_config.json").read_text())["thresholds"]
+    assert sorted(thresholds) == sorted(labels)
+    missing = {k: v for k, v in thresholds.items() if k != labels[0]}
+    cases: list[tuple[dict[str, object] | str, str]] = [
+        ({"thresholds": missing}, f"thresholds: no threshold for label(s) {[labels[0]]}"),
+        ({"thresholds": {**thresholds, "label99": 0.5}}, "thresholds: label(s) ['label99'] are not in"),
+        ({"thresholds": {**thresholds, labels[1]: 1.5}}, "thresholds: expected numbers in [0, 1]"),
+        ({"thresholds": {**thresholds, labels[1]: -0.1}}, "thresholds: expected numbers in [0, 1]"),
+        ({"thresholds": {**thresholds, labels[1]: "0.5"}}, "thresholds: expected numbers in [0, 1]"),
+        ({"text_columns": []}, "text_columns: expected 1 or 2"),
+        ({"text_columns": ["a", "b", "c"]}, "text_columns: expected 1 or 2"),
+        ({"text_columns": [1]}, "text_columns: expected 1 or 2"),
+        ({"max_seq_length": 0}, "max_seq_length: expected a positive integer"),
+        ({"max_seq_length": "256"}, "max_seq_length: expected a positive integer"),
+        ({"max_seq_length": 2.5}, "max_seq_length: expected a positive integer"),
+        ("{not json", "classifier_config.json: not valid JSON"),
+    ]
+    original = (model_copy / "classifier_config.json").read_text()
+    for change, message in cases:
+        archive = with_classifier_config(model_copy, tmp_path, change)
+        (model_copy / "classifier_config.json").write_text(original)
+        result = cli("check", archive)
+        lines = error_lines(result)
+        assert result.returncode == 1, (change, result.stderr)
+        assert any(message in line for line in lines), (change, lines)
+        assert all(line.startswith("classifier_config.json") for line in lines), (change, lines)
+    assert cli("check", repack(model_copy, tmp_path / "restored.tar.gz")).returncode == 0
+
+
+def test_check_says_what_is_wrong_with_a_missing_or_unreadable_file(
+    good_archive: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "text.tar.gz").write_text("not an archive\n")
+    (tmp_path / "gzipped-text.tar.gz").write_bytes(gzip.compress(b"not a tar archive\n" * 64))
+    (tmp_path / "truncated.tar.gz").write_bytes(good_archive.read_bytes()[: good_archive.stat().st_size // 2])
+    cases = {
+        tmp_path / "missing.tar.gz": "no such file",
+        tmp_path: "not a file",
+        tmp_path / "text.tar.gz": "not a readable gzip-compressed tar archive",
+        tmp_path / "gzipped-text.tar.gz": "not a readable gzip-compressed tar archive",
+        tmp_path / "truncated.tar.gz": "not a readable gzip-compressed tar archive",
+    }
+    for path, message in cases.items():
+        result = cli("check", path)
+        lines = error_lines(result)
+        assert result.returncode == 2, (path, result.stderr)
+        assert len(lines) == 1 and lines[0].startswith(f"{path}: {message}"), (path, lines)
+    help_text = " ".join(cli("--help").stdout.split())
+    assert "Exit status" in help_text and "2 a missing or unreadable file" in help_text
+
+
+def test_a_refused_pack_leaves_the_existing_archive_as_it_was(
+    model_copy: Path, good_archive: Path, tmp_path: Path
+) -> None:
+    before = sha256(good_archive)
+    (tmp_path / "empty").mkdir()
+    cases = {
+        tmp_path / "missing": (2, f"{tmp_path / 'missing'}: no such directory"),
+        tmp_path / "empty": (2, f"{tmp_path / 'empty'} is not a model directory (no config.json)"),
+    }
+    for model_dir, (code, message) in cases.items():
+        result = cli("pack", model_dir, good_archive)
+        assert result.returncode == code, result.stderr
+        assert error_lines(result)[0].startswith(message)
+        assert sha256(good_archive) == before
+    result = cli("pack", tmp_path / "missing", tmp_path / "new.tar.gz")
+    assert result.returncode == 2 and not (tmp_path / "new.tar.gz").exists()
+
+    # A model directory whose archive would not deploy: nothing written, nothing left behind.
+    thresholds = json.loads((model_copy / "classifier_config.json").read_text())["thresholds"]
+    first = next(iter(thresholds))
+    config = json.loads((model_copy / "classifier_config.json").read_text())
+    del config["thresholds"][first]
+    (model_copy / "classifier_config.json").write_text(json.dumps(config))
+    (model_copy / "code" / "passwd").symlink_to("/etc/passwd")
+    listing = sorted(p.name for p in tmp_path.iterdir())
+    result = cli("pack", model_copy, good_archive)
+    lines = error_lines(result)
+    assert result.returncode == 1, result.stderr
+    assert lines[0] == f"{good_archive} is not deployable, so it was not written:"
+    assert "unsafe member 'code/passwd': symbolic link to '/etc/passwd'" in lines
+    assert any(f"no threshold for label(s) {[first]}" in line for line in lines)
+    assert sha256(good_archive) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == listing
+
+    # Fixed, it replaces the archive, and the result checks clean.
+    (model_copy / "code" / "passwd").unlink()
+    config["thresholds"][first] = 0.5
+    (model_copy / "classifier_config.json").write_text(json.dumps(config))
+    result = cli("pack", model_copy, good_archive)
+    assert result.returncode == 0, result.stderr
+    assert sha256(good_archive) != before
+    assert cli("check", good_archive).returncode == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == listing
+
+
+def test_pack_refuses_to_write_the_archive_into_the_model_directory(model_copy: Path) -> None:
+    result = cli("pack", model_copy, model_copy / "model.tar.gz")
+    assert result.returncode == 2
+    assert "write the archive outside the model directory" in error_lines(result)[0]
+    assert not (model_copy / "model.tar.gz").exists()

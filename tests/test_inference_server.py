@@ -7,6 +7,7 @@ SageMaker-shaped directory with the `code/` that training copied into it.
 from __future__ import annotations
 
 import json
+import shutil
 import statistics
 import time
 import urllib.request
@@ -18,7 +19,7 @@ import pytest
 
 from tests.conftest import SageMakerRun
 from tests.helpers import DATA, LABELS, assert_same_decisions, read_csv
-from tests.model_server import ModelServer, post
+from tests.model_server import ModelServer, post, post_with_headers
 
 pytestmark = pytest.mark.integration
 
@@ -26,6 +27,12 @@ TEST_ROWS = read_csv(DATA / "test.csv")
 RECORDS = [{"casePart1": r["casePart1"], "casePart2": r["casePart2"]} for r in TEST_ROWS]
 JSON = "application/json"
 JSONLINES = "application/jsonlines"
+CSV = "text/csv"
+# The tiny test model's own default token budget is millions (it is scaled to the model's
+# size), so the server gets an explicit one; 200 records of at least 64 tokens (the test
+# model's max_seq_length) exceed it, under the 256-record limit.
+MAX_TOKENS = 8192
+LONG_RECORDS = [{"casePart1": "perl module " * 60, "casePart2": "parses things " * 60}] * 200
 
 
 def to_csv(records: list[dict]) -> bytes:
@@ -82,13 +89,39 @@ BAD_REQUESTS = [
         "line 2: field 'casePart1' must be a string, found int",
     ),
     (b"casePart1,casePart2\na,b,c\n", "text/csv", None, "CSV row 1 has 3 fields, the header has 2"),
+    (
+        b"casePart1,casePart2,casePart2\na,b,c\n",
+        CSV,
+        None,
+        "CSV header: column(s) ['casePart2'] appear more than once; name each column once",
+    ),
+    (b"a perl module,it parses\nanother,row\n", CSV, None, "the header row seems missing"),
+    (
+        b'{"inputs": {"casePart1": "a \\ud800"}}',
+        JSON,
+        None,
+        "inputs: field 'casePart1' is not valid Unicode: lone surrogate '\\ud800' at character 2",
+    ),
+    (
+        json.dumps({"inputs": LONG_RECORDS}).encode(),
+        JSON,
+        None,
+        "request too large: 12800 tokens after truncation to 64 per record, at most 8192 per request "
+        "(MULTILABEL_MAX_TOKENS); split it into requests of about 128 records like these",
+    ),
+    # Accept is checked before the body is even parsed.
+    (b"{not json", JSON, "text/html", "unsupported accept type 'text/html'"),
+    (json.dumps(RECORDS[0]).encode(), JSON, "application/json;q=0", "unsupported accept type"),
+    (json.dumps(RECORDS[0]).encode(), JSON, "application/json;q=x", "Accept header: q-value 'x' is not"),
 ]
 
 
 @pytest.fixture(scope="module")
 def server(sm_run: SageMakerRun, tmp_path_factory: pytest.TempPathFactory):
     """One real model server for the module: only one can run per machine."""
-    model_server = ModelServer(sm_run.model_dir, tmp_path_factory.mktemp("model-server"))
+    model_server = ModelServer(
+        sm_run.model_dir, tmp_path_factory.mktemp("model-server"), {"MULTILABEL_MAX_TOKENS": str(MAX_TOKENS)}
+    )
     model_server.start(probe=json.dumps({"inputs": RECORDS[0]}).encode())
     yield model_server
     model_server.stop()
@@ -103,6 +136,32 @@ def reference_probabilities(sm_run: SageMakerRun) -> np.ndarray:
     """What train.py computed for its test metrics, row by row."""
     predictions = read_csv(sm_run.output_data_dir / "test_predictions.csv")
     return np.array([[float(p[f"prob_{n}"]) for n in LABELS] for p in predictions])
+
+
+def test_int8_precision_through_the_model_server(
+    sm_run: SageMakerRun, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """MULTILABEL_PRECISION=int8 in the real model server answers within int8's parity margin.
+
+    Its own server, stopped before any test here asks for the module's `server` (only one
+    Multi Model Server can run per machine), so this test stays ahead of them in the file.
+    """
+    from tests.test_runtime import assert_int8_parity
+
+    env = {"MULTILABEL_MAX_TOKENS": str(MAX_TOKENS), "MULTILABEL_PRECISION": "int8"}
+    int8_server = ModelServer(sm_run.model_dir, tmp_path_factory.mktemp("model-server-int8"), env)
+    int8_server.start(probe=json.dumps({"inputs": RECORDS[0]}).encode())
+    try:
+        status, body = invoke(int8_server, json.dumps({"inputs": RECORDS}).encode())
+        assert status == 200, body
+        time.sleep(1)  # the worker's output reaches the log through the frontend
+        log = int8_server.log_tail(10**8)
+    finally:
+        int8_server.stop()
+    assert "runtime: precision int8, " in log
+    scores = np.array([[r["scores"][n] for n in LABELS] for r in json.loads(body)])
+    thresholds = json.loads((sm_run.model_dir / "classifier_config.json").read_text())["thresholds"]
+    assert_int8_parity(scores, reference_probabilities(sm_run), np.array([thresholds[n] for n in LABELS]))
 
 
 def test_ping(server: ModelServer) -> None:
@@ -168,12 +227,80 @@ def test_bad_requests_get_400_and_the_server_keeps_serving(
     assert status == 200
 
 
+@pytest.mark.parametrize(
+    ("accept", "chosen"),
+    [
+        ("application/json, text/plain", JSON),
+        ("*/*;q=0.8", JSON),
+        ("application/*", JSON),
+        ("text/html, application/jsonlines;q=0.5, application/json;q=0.4", JSONLINES),
+    ],
+)
+def test_accept_lists_and_q_values(server: ModelServer, accept: str, chosen: str) -> None:
+    body = json.dumps({"inputs": RECORDS[:2]}).encode()
+    status, headers, payload = post_with_headers(f"{server.url}/invocations", body, JSON, accept)
+    assert status == 200, payload
+    assert headers["content-type"] == chosen  # the type chosen, not the raw Accept header
+    results = json.loads(payload) if chosen == JSON else [json.loads(x) for x in payload.splitlines()]
+    assert len(results) == 2 and set(results[0]) == {"labels", "scores"}
+
+
+def test_csv_with_a_byte_order_mark(server: ModelServer) -> None:
+    _, plain = invoke(server, to_csv(RECORDS[:3]), CSV)
+    status, with_bom = invoke(server, b"\xef\xbb\xbf" + to_csv(RECORDS[:3]), CSV)
+    assert status == 200 and json.loads(with_bom) == json.loads(plain)
+
+
+MARK = "zebra-quokka-secret-text"
+# A marker in every place a client controls, each refused with a message that names it;
+# (body, content type, accept, expected text in the 400 message).
+MARKED_REQUESTS = [
+    ({"inputs": {"casePart1": "a", MARK: "x"}}, JSON, None, f"inputs: unknown field(s) ['{MARK}']"),
+    ({"inputs": {"casePart1": "a"}, MARK: 1}, JSON, None, f"unknown top-level key(s) ['{MARK}']"),
+    ({"inputs": {"casePart1": "a"}, "parameters": {MARK: 1}}, JSON, None, f"unknown parameter(s) ['{MARK}']"),
+    (
+        {"inputs": {"casePart1": "a"}, "parameters": {"threshold": {MARK: 0.5}}},
+        JSON,
+        None,
+        f"parameter 'threshold': unknown label '{MARK}'",
+    ),
+    (
+        {"inputs": {"casePart1": "a"}, "parameters": {"threshold": MARK}},
+        JSON,
+        None,
+        "must be a number in [0, 1]",
+    ),
+    ({"inputs": {"casePart1": "a"}, "parameters": {"top_k": MARK}}, JSON, None, "'top_k' must be a positive"),
+    ({"inputs": {"casePart1": "a"}, "parameters": {"return_scores": MARK}}, JSON, None, "true or false"),
+    ({"inputs": [{"casePart1": MARK}, MARK]}, JSON, None, "inputs[1]: a record must be an object"),
+    ({"inputs": {"casePart1": MARK + " \ud800"}}, JSON, None, "lone surrogate"),
+    ({"inputs": [{"casePart1": MARK * 20}] * 200}, JSON, None, "request too large"),
+    (f'{{"casePart1": "{MARK}"}}\n{{"{MARK}": nope}}\n', JSONLINES, None, "line 2 is not valid JSON"),
+    (f'{{"casePart1": "{MARK}", "{MARK}": 1}}\n', JSONLINES, None, f"line 1: unknown field(s) ['{MARK}']"),
+    (f"{MARK},casePart2\na,b\n", CSV, None, f"CSV row 1: unknown field(s) ['{MARK}']"),
+    (f"casePart1,{MARK},{MARK}\na,b,c\n", CSV, None, f"column(s) ['{MARK}'] appear more than once"),
+    (f"{MARK} in a first row,{MARK}\nsecond,row\n", CSV, None, "the header row seems missing"),
+    (f"casePart1\n{MARK},{MARK}\n", CSV, None, "CSV row 1 has 2 fields, the header has 1"),
+    ({"inputs": {"casePart1": MARK}}, JSON, f"text/{MARK}", f"unsupported accept type 'text/{MARK}'"),
+    ({"inputs": {"casePart1": MARK}}, JSON, f"{JSON};q={MARK}", f"q-value '{MARK}' is not a number"),
+    (MARK, f"text/{MARK}", None, f"unsupported content type 'text/{MARK}'"),
+    (MARK, JSON, None, "body is not valid JSON"),
+]
+
+
 def test_request_content_stays_out_of_the_logs(server: ModelServer) -> None:
-    secret = "zebra-quokka-secret-text"
-    status, _ = invoke(server, json.dumps({"inputs": {"casePart1": secret}}).encode())
+    """The 400 bodies name what was wrong; the log gets the error's kind and position only."""
+    status, _ = invoke(server, json.dumps({"inputs": {"casePart1": MARK}}).encode())
     assert status == 200
-    time.sleep(0.5)
-    assert secret not in server.log_tail(10**7)
+    for body, content_type, accept, message in MARKED_REQUESTS:
+        data = (body if isinstance(body, str) else json.dumps(body)).encode()
+        status, text = invoke(server, data, content_type, accept)
+        assert status == 400 and message in json.loads(text)["message"], (message, text)
+    time.sleep(1)  # the worker's output reaches the log through the frontend
+    log = server.log_tail(10**8)
+    assert MARK not in log
+    assert "request refused (400): unknown field at inputs" in log
+    assert "request refused (400): repeated CSV column at CSV header" in log
 
 
 def test_load_500_requests_8_concurrent(server: ModelServer) -> None:
@@ -210,36 +337,116 @@ def test_load_500_requests_8_concurrent(server: ModelServer) -> None:
     print(f"\nload test: {report}")
 
 
+class InProcessServer:
+    """The toolkit's HuggingFaceHandlerService called as Multi Model Server calls it.
+
+    One `Context` for the model's lifetime, given the current request's headers before
+    each call (mms.service.Service.predict); the hooks' `context` argument is that object.
+    """
+
+    def __init__(self, model_dir: Path):
+        from mms.context import Context
+        from sagemaker_huggingface_inference_toolkit.handler_service import HuggingFaceHandlerService
+
+        self.context = Context("model", str(model_dir), {}, 1, None, "1.1.11")
+        self.set_headers(JSON, None)
+        self.service = HuggingFaceHandlerService()
+
+    def set_headers(self, content_type: str, accept: str | None) -> None:
+        from mms.context import RequestProcessor
+        from mms.metrics.metrics_store import MetricsStore
+
+        headers = {"Content-Type": content_type, **({"Accept": accept} if accept else {})}
+        self.context.request_processor = [RequestProcessor(headers)]
+        self.context.metrics = MetricsStore({0: "request-0"}, "model")
+
+    def handle(self, body: bytes, content_type: str = JSON, accept: str | None = None) -> str:
+        self.set_headers(content_type, accept)
+        (response,) = self.service.handle([{"body": body}], self.context)
+        return response
+
+
 def test_handler_in_process(sm_run: SageMakerRun) -> None:
     """The toolkit's HuggingFaceHandlerService, initialised and called in this process."""
-    from mms.context import Context, RequestProcessor
-    from mms.metrics.metrics_store import MetricsStore
     from mms.service import PredictionException
-    from sagemaker_huggingface_inference_toolkit.handler_service import HuggingFaceHandlerService
 
-    def context_for(content_type: str, accept: str | None) -> Context:
-        context = Context("model", str(sm_run.model_dir), {}, 1, None, "1.1.11")
-        headers = {"Content-Type": content_type, **({"Accept": accept} if accept else {})}
-        context.request_processor = [RequestProcessor(headers)]
-        context.metrics = MetricsStore({0: "request-0"}, "model")
-        return context
-
-    service = HuggingFaceHandlerService()
-    service.initialize(context_for(JSON, None))
-    assert type(service.model).__name__ == "Classifier"
+    server = InProcessServer(sm_run.model_dir)
+    server.service.initialize(server.context)
+    assert type(server.service.model).__name__ == "Classifier"
 
     body = json.dumps({"inputs": RECORDS[:4], "parameters": {"top_k": 1}}).encode()
-    context = context_for(JSON, None)
-    (response,) = service.handle([{"body": body}], context)
-    results = json.loads(response)
+    results = json.loads(server.handle(body))
     assert len(results) == 4 and all(len(r["labels"]) <= 1 for r in results)
-    assert context.get_response_content_type(0) == JSON
+    assert server.context.get_response_content_type(0) == JSON
 
     lines = "".join(json.dumps(r) + "\n" for r in RECORDS[:3]).encode()
-    (response,) = service.handle([{"body": lines}], context_for(JSONLINES, JSONLINES))
-    assert len(response.splitlines()) == 3
+    assert len(server.handle(lines, JSONLINES, JSONLINES).splitlines()) == 3
+    assert server.context.get_response_content_type(0) == JSONLINES
+
+    assert len(json.loads(server.handle(body, JSON, "text/plain, application/*;q=0.5"))) == 4
+    assert server.context.get_response_content_type(0) == JSON
 
     with pytest.raises(PredictionException) as info:
-        service.handle([{"body": b'{"inputs": {"casePart1": null}}'}], context_for(JSON, None))
+        server.handle(b'{"inputs": {"casePart1": null}}')
     assert info.value.error_code == 400
     assert "inputs: field 'casePart1' must be a string, found NoneType" in info.value.message
+
+    # Accept is refused in input_fn, before predict_fn: the model is never called.
+    model = server.service.model.model
+    server.service.model.model = None
+    with pytest.raises(PredictionException) as info:
+        server.handle(body, JSON, "text/html")
+    server.service.model.model = model
+    assert (
+        info.value.message
+        == "unsupported accept type 'text/html'; use one of ['application/json', 'application/jsonlines']"
+    )
+
+
+@pytest.mark.parametrize(
+    ("env", "thresholds", "message"),
+    [
+        (
+            {"MULTILABEL_BATCH_SIZE": "-4"},
+            None,
+            "  - MULTILABEL_BATCH_SIZE='-4': expected a positive integer (default 8); fix or unset it in the "
+            "endpoint's environment",
+        ),
+        (
+            {"MULTILABEL_MAX_RECORDS": "abc"},
+            None,
+            "  - MULTILABEL_MAX_RECORDS='abc': expected a positive integer (default 256)",
+        ),
+        (
+            {},
+            {"label3": None},
+            "  - classifier_config.json: thresholds: no threshold for label(s) ['label3'] of config.json's id2label",
+        ),
+    ],
+    ids=["batch-size", "max-records", "threshold"],
+)
+def test_a_broken_deployment_fails_at_start_up(
+    sm_run: SageMakerRun,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    env: dict[str, str],
+    thresholds: dict | None,
+    message: str,
+) -> None:
+    """model_fn refuses to load, so the model is never served (rather than 400 on every request)."""
+    from multilabel.serving import DeploymentError
+
+    model_dir = Path(shutil.copytree(sm_run.model_dir, tmp_path / "model"))
+    if thresholds:
+        path = model_dir / "classifier_config.json"
+        config = json.loads(path.read_text())
+        config["thresholds"] = {k: v for k, v in config["thresholds"].items() if k not in thresholds}
+        path.write_text(json.dumps(config))
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    server = InProcessServer(model_dir)
+    with pytest.raises(DeploymentError) as info:
+        server.service.initialize(server.context)
+    assert not server.service.initialized
+    assert str(info.value).startswith(f"cannot serve {model_dir}: 1 problem(s)\n")
+    assert message in str(info.value)

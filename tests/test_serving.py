@@ -2,20 +2,31 @@
 
 from __future__ import annotations
 
+import dataclasses
+import io
 import json
+import logging
 import re
+import shutil
+from pathlib import Path
 
 import pytest
 import torch
 
+from multilabel.artifact import ClassifierConfig
+from multilabel.features import TRUNCATION_STRATEGIES
 from multilabel.serving import (
     Classifier,
+    DeploymentError,
     Options,
     Request,
     RequestError,
+    RequestLogFilter,
     Response,
     check_records,
+    default_max_tokens,
     encode_response,
+    negotiate,
     parse_options,
     parse_request,
 )
@@ -109,10 +120,44 @@ def test_jsonlines_and_csv() -> None:
         ("text,casePart2\na,b\n", "text/csv", r"^CSV row 1: unknown field\(s\) \['text'\]"),
         (b"\xff\xfe", "application/jsonlines", r"^body is not valid UTF-8"),
         ("x", "text/plain", r"^unsupported content type 'text/plain'; use one of \['application/json'"),
+        (
+            "casePart1,casePart2,casePart1\na,b,c\n",
+            "text/csv",
+            r"^CSV header: column\(s\) \['casePart1'\] appear more than once; name each column once$",
+        ),
+        (
+            "a perl module,it parses\nanother,row\n",
+            "text/csv",
+            r"^CSV header \(the first row\) names none of the text columns \['casePart1', 'casePart2'\]: "
+            r"the header row seems missing; make the first row casePart1,casePart2$",
+        ),
+        (
+            "casePart1\n" + "x" * 140_000,
+            "text/csv",
+            r"^CSV line 2: not valid CSV \(field larger than field limit \(131072\)\)$",
+        ),
+        (
+            '{"inputs": [{"casePart1": "ok"}, {"casePart1": "bad \\ud800 text"}]}',
+            "application/json",
+            r"^inputs\[1\]: field 'casePart1' is not valid Unicode: lone surrogate '\\ud800' at character 4; "
+            r"send well-formed text$",
+        ),
+        (
+            '{"casePart1": "a", "casePart2": "\\udfff"}\n',
+            "application/jsonlines",
+            r"^line 1: field 'casePart2' is not valid Unicode: lone surrogate",
+        ),
     ],
 )
 def test_bad_requests_say_what_is_wrong(body, content_type, message) -> None:
     assert re.search(message, error_of(body, content_type))
+
+
+def test_a_byte_order_mark_is_ignored() -> None:
+    """Excel and training's own CSVs may start with one; a JSON body may too."""
+    csv_body = "\ufeffcasePart1,casePart2\na,b\n".encode()
+    assert check_records(records_of(csv_body, "text/csv"), COLUMNS) == [{"casePart1": "a", "casePart2": "b"}]
+    assert records_of(b"\xef\xbb\xbf" + json.dumps(RECORD).encode()).records == [RECORD]
 
 
 def test_record_limit(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -152,6 +197,288 @@ def test_responses() -> None:
     assert [json.loads(line) for line in lines] == results
     with pytest.raises(RequestError, match=r"unsupported accept type 'text/html'"):
         encode_response(Response(results, single=False), "text/html")
+
+
+@pytest.mark.parametrize(
+    ("accept", "chosen"),
+    [
+        (None, "application/json"),
+        ("", "application/json"),
+        ("*/*", "application/json"),
+        ("*/*;q=0.8", "application/json"),
+        ("application/json, text/plain", "application/json"),
+        ("text/plain, application/*", "application/json"),
+        ("application/json; charset=utf-8", "application/json"),
+        ("Application/JSONLines", "application/jsonlines"),
+        ("application/jsonlines;q=0.9, application/json", "application/json"),
+        ("text/html, application/jsonlines;q=0.1", "application/jsonlines"),
+        ("application/json;q=0, */*", "application/jsonlines"),
+        ("application/json;q=0.5, application/jsonlines;q=0.5", "application/json"),
+    ],
+)
+def test_accept_is_negotiated_as_http_does(accept: str | None, chosen: str) -> None:
+    assert negotiate(accept) == chosen
+
+
+@pytest.mark.parametrize(
+    ("accept", "message"),
+    [
+        (
+            "text/html",
+            r"^unsupported accept type 'text/html'; use one of \['application/json', 'application/jsonlines'\]$",
+        ),
+        ("application/json;q=0", r"^unsupported accept type 'application/json;q=0'"),
+        ("application/*;q=0, text/*", r"^unsupported accept type"),
+        ("application/json;q=high", r"^Accept header: q-value 'high' is not a number in \[0, 1\]$"),
+        ("application/json;q=1.5", r"^Accept header: q-value '1.5' is not a number in \[0, 1\]$"),
+    ],
+)
+def test_unacceptable_accept_headers(accept: str, message: str) -> None:
+    with pytest.raises(RequestError, match=message):
+        negotiate(accept)
+
+
+def test_classifier_config_problems() -> None:
+    labels = ["a", "b"]
+    good = ClassifierConfig(("t1", "t2"), {"a": 0.5, "b": 1}, 64)
+    assert good.problems(labels) == []
+    assert ClassifierConfig.TRUNCATIONS == TRUNCATION_STRATEGIES
+    bad = ClassifierConfig(("t1", ""), {"a": 1.5, "c": 0.5}, 0, "only_third")
+    assert bad.problems(labels) == [
+        "classifier_config.json: text_columns: expected 1 or 2 distinct non-empty names, found ('t1', '')",
+        "classifier_config.json: max_seq_length: expected a positive integer, found 0",
+        "classifier_config.json: truncation: expected one of ['longest_first', 'only_first', 'only_second'], "
+        "found 'only_third'",
+        "classifier_config.json: thresholds: no threshold for label(s) ['b'] of config.json's id2label",
+        "classifier_config.json: thresholds: label(s) ['c'] are not in config.json's id2label ['a', 'b']",
+        "classifier_config.json: thresholds: expected numbers in [0, 1], found {'a': 1.5}",
+    ]
+    for columns in [("t1", "t1"), ("a", "b", "c"), (), "t1"]:
+        assert "text_columns" in dataclasses.replace(good, text_columns=columns).problems(labels)[0]
+    for length in [True, 2.5, -1]:
+        assert "max_seq_length" in dataclasses.replace(good, max_seq_length=length).problems(labels)[0]
+    for value in [float("nan"), "0.5", None, False]:
+        assert (
+            "expected numbers in [0, 1]"
+            in good.__class__(("t1",), {"a": value, "b": 0}, 8).problems(labels)[0]
+        )
+
+
+@pytest.fixture
+def model_dir(sm_run: SageMakerRun, tmp_path: Path) -> Path:
+    """A copy of the session's trained model directory, free to break."""
+    return Path(shutil.copytree(sm_run.model_dir, tmp_path / "model"))
+
+
+def edit_config(model_dir: Path, **changes) -> None:
+    path = model_dir / "classifier_config.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), **changes}))
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        (
+            {"MULTILABEL_BATCH_SIZE": "-4"},
+            r"MULTILABEL_BATCH_SIZE='-4': expected a positive integer \(default 8\); fix or unset it",
+        ),
+        ({"MULTILABEL_BATCH_SIZE": "0"}, r"MULTILABEL_BATCH_SIZE='0': expected a positive integer"),
+        (
+            {"MULTILABEL_MAX_RECORDS": "abc"},
+            r"MULTILABEL_MAX_RECORDS='abc': expected a positive integer \(default 256\)",
+        ),
+        ({"MULTILABEL_MAX_TOKENS": "1e4"}, r"MULTILABEL_MAX_TOKENS='1e4': expected a positive integer"),
+        (
+            {"MULTILABEL_MAX_TOKENS": "10"},
+            r"MULTILABEL_MAX_TOKENS=10: less than max_seq_length 64, so one long record could never be served",
+        ),
+    ],
+)
+def test_bad_settings_fail_at_load(
+    model_dir: Path, monkeypatch: pytest.MonkeyPatch, env: dict[str, str], message: str
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(
+        DeploymentError, match=rf"^cannot serve {re.escape(str(model_dir))}: 1 problem\(s\)\n  - {message}"
+    ):
+        Classifier.load(model_dir, device="cpu")
+
+
+def test_every_problem_of_a_broken_model_directory_at_once(
+    model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = json.loads((model_dir / "classifier_config.json").read_text())
+    del config["thresholds"]["label3"]
+    config["thresholds"]["label1"] = 7
+    edit_config(model_dir, thresholds=config["thresholds"], max_seq_length="64")
+    monkeypatch.setenv("MULTILABEL_BATCH_SIZE", "0")
+    with pytest.raises(DeploymentError) as info:
+        Classifier.load(model_dir, device="cpu")
+    assert str(info.value).splitlines()[1:] == [
+        "  - MULTILABEL_BATCH_SIZE='0': expected a positive integer (default 8); fix or unset it in the "
+        "endpoint's environment",
+        "  - classifier_config.json: max_seq_length: expected a positive integer, found '64'",
+        "  - classifier_config.json: thresholds: no threshold for label(s) ['label3'] of config.json's id2label",
+        "  - classifier_config.json: thresholds: expected numbers in [0, 1], found {'label1': 7}",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("{", r"classifier_config.json: not valid JSON \(Expecting property name"),
+        (
+            '{"thresholds": {}}',
+            r"classifier_config.json: expected an object with the keys \['max_seq_length', 'text_columns', 'thresholds'\]",
+        ),
+        (None, r"classifier_config.json: missing; this model directory was not written by train.py"),
+    ],
+)
+def test_unreadable_classifier_config_fails_at_load(
+    model_dir: Path, content: str | None, message: str
+) -> None:
+    path = model_dir / "classifier_config.json"
+    path.unlink()
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(DeploymentError, match=message):
+        Classifier.load(model_dir, device="cpu")
+
+
+def test_max_seq_length_beyond_the_tokenizer_fails_at_load(model_dir: Path) -> None:
+    edit_config(model_dir, max_seq_length=100000)
+    with pytest.raises(
+        DeploymentError, match=r"max_seq_length 100000 is more than the tokenizer's model_max_length 128"
+    ):
+        Classifier.load(model_dir, device="cpu")
+
+
+def test_default_token_budget_follows_the_model_size(sm_run: SageMakerRun) -> None:
+    """4096 tokens for roberta-base on a CPU (measured), the same work for other sizes."""
+    from transformers import RobertaConfig, RobertaForSequenceClassification
+
+    with torch.device("meta"):  # shapes only: no memory, no time
+        base = RobertaForSequenceClassification(RobertaConfig(num_labels=3))
+        large = RobertaForSequenceClassification(
+            RobertaConfig(
+                hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096
+            )
+        )
+    assert default_max_tokens(base, "cpu", 256) == 4096
+    assert default_max_tokens(large, "cpu", 256) == 1152  # 4096 * 85.7M / 303.4M parameters
+    assert default_max_tokens(large, "cpu", 2048) == 2048  # always at least one full record
+    assert default_max_tokens(base, "cuda", 256) == 65536
+    tiny = Classifier.load(sm_run.model_dir, device="cpu")
+    assert tiny.max_tokens == default_max_tokens(tiny.model, "cpu", 64) > 10**6
+
+
+def test_token_budget(sm_run: SageMakerRun, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MULTILABEL_MAX_TOKENS", "100")
+    classifier = Classifier.load(sm_run.model_dir, device="cpu")
+    assert classifier.max_tokens == 100
+    long = {"casePart1": "word " * 200, "casePart2": "other " * 200}
+    assert len(classifier.predict([long])) == 1  # 64 tokens after truncation
+    with pytest.raises(RequestError) as info:
+        classifier.handle(records_of([long, long]))
+    assert str(info.value) == (
+        "request too large: 128 tokens after truncation to 64 per record, at most 100 per request "
+        "(MULTILABEL_MAX_TOKENS); split it into requests of about 1 records like these"
+    )
+    assert (info.value.kind, info.value.where) == ("token budget exceeded", "request")
+
+
+def encoded_pair(classifier: Classifier, pair: tuple[str, str]) -> dict | str:
+    """What the model sees of one pair, or the kind of error when the truncation cannot fit it."""
+    from multilabel.features import encode_pairs
+
+    config = classifier.config
+    try:
+        return encode_pairs(
+            classifier.tokenizer, [pair[0]], [pair[1]], config.max_seq_length, config.truncation
+        )[0]
+    except ValueError as err:
+        return type(err).__name__
+
+
+def test_long_pairs_are_cut_before_truncation_without_changing_what_the_model_sees(
+    sm_run: SageMakerRun,
+) -> None:
+    """The tokenizer's pair truncation is quadratic in length; clip_pairs makes it linear."""
+    classifier = Classifier.load(sm_run.model_dir, device="cpu")
+    words = " ".join(r["casePart1"] + " " + r["casePart2"] for r in read_csv(DATA / "test.csv"))
+    sizes = [0, 30, 200, 1000, 5000, 20000]
+    cuts = 0
+    for length in (33, 64):  # odd and even: the longer text gets the odd token
+        for truncation in TRUNCATION_STRATEGIES:
+            classifier.config = dataclasses.replace(
+                classifier.config, max_seq_length=length, truncation=truncation
+            )
+            for i, (a, b) in enumerate((a, b) for a in sizes[1:] for b in sizes):
+                pair = (words[i * 7 :][:a], words[i * 11 :][:b])
+                cut = tuple(text for texts in classifier.clip_pairs([pair[0]], [pair[1]]) for text in texts)
+                cuts += cut != pair
+                for text in cut:
+                    assert (
+                        len(text) <= 4 * length or len(classifier.tokenizer(text)["input_ids"]) <= length + 16
+                    )
+                assert encoded_pair(classifier, cut) == encoded_pair(classifier, pair), (
+                    length,
+                    truncation,
+                    a,
+                    b,
+                )
+    assert cuts > 50  # the cuts happened, and changed nothing the model sees
+
+
+def test_a_record_the_truncation_cannot_fit(sm_run: SageMakerRun) -> None:
+    classifier = Classifier.load(sm_run.model_dir, device="cpu")
+    classifier.config = dataclasses.replace(classifier.config, truncation="only_second")
+    short = {"casePart1": "a perl module", "casePart2": "word " * 200}
+    assert len(classifier.handle(records_of([short])).results) == 1
+    with pytest.raises(
+        RequestError,
+        match=(
+            r"^inputs\[1\]: cannot be cut to 64 tokens: this model truncates only_second, and the first text "
+            r"alone fills the window; shorten it$"
+        ),
+    ):
+        classifier.handle(records_of({"inputs": [short, {"casePart1": "word " * 200}]}))
+
+
+def test_request_errors_reach_the_log_as_kind_and_position_only() -> None:
+    """The toolkit re-raises as PredictionException; MMS logs that with its traceback."""
+    from mms.service import PredictionException
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(RequestLogFilter())
+    log = logging.getLogger("test-request-log")
+    log.addHandler(handler)
+    log.propagate = False
+    secret = "marker-7f3a"
+    try:
+        for raised in (
+            RequestError(f"unknown field(s) ['{secret}']", "unknown field", "inputs[2]"),
+            KeyError(secret),
+        ):
+            try:
+                try:
+                    raise raised
+                except Exception as err:
+                    raise PredictionException(str(err), 400)  # noqa: B904 - as the toolkit does
+            except PredictionException:
+                log.error("Prediction error", exc_info=True)
+        try:
+            raise ValueError(f"not a request: {secret}")
+        except ValueError:
+            log.error("Backend worker process died.", exc_info=True)
+    finally:
+        log.removeHandler(handler)
+    text = stream.getvalue()
+    assert text.startswith("request refused (400): unknown field at inputs[2]\n")
+    assert "KeyError: (message withheld)" in text and "PredictionException: (message withheld)" in text
+    assert text.count(secret) == 1 and f"ValueError: not a request: {secret}" in text  # start-up errors stay
 
 
 def test_classifier_decisions_follow_thresholds_and_options(sm_run: SageMakerRun) -> None:

@@ -1,0 +1,137 @@
+"""How the endpoint runs its model on a CPU: numeric precision and threads per worker.
+
+Two endpoint settings, read and checked at start-up by `RuntimeSettings.from_env`:
+
+- `MULTILABEL_PRECISION`: `fp32` (the weights as trained) or `int8` (dynamic int8
+  quantisation of every `nn.Linear` of the encoder at load time, with PyTorch's own
+  `torch.ao.quantization.quantize_dynamic`: no new package, no re-packing, and the
+  classification head stays fp32). int8 runs on a CPU only.
+- `MULTILABEL_THREADS`: intra-op threads per model server worker. Multi Model Server
+  starts one worker per vCPU unless `SAGEMAKER_MODEL_SERVER_WORKERS` says otherwise,
+  and PyTorch gives each worker one thread per core, so by default 4 workers x 2
+  threads contend for the 2 physical cores of an `ml.m5.xlarge`. The default here is
+  vCPUs // workers (at least 1) inside a model server worker, which keeps one busy
+  thread per vCPU under load; outside one (a notebook, a test, a benchmark) PyTorch's
+  own setting is left alone unless `SAGEMAKER_MODEL_SERVER_WORKERS` is set.
+
+Imports only torch and the standard library: it runs in the inference container.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+PRECISION_ENV = "MULTILABEL_PRECISION"
+THREADS_ENV = "MULTILABEL_THREADS"
+WORKERS_ENV = "SAGEMAKER_MODEL_SERVER_WORKERS"
+PRECISIONS = ("fp32", "int8")
+# fp32 stays the default: int8 moves every score a little (see benchmarks/README.md), and
+# the thresholds in classifier_config.json were tuned on fp32 scores, so int8 is a choice
+# made per model after checking its parity, not a silent change of an endpoint's labels.
+DEFAULT_PRECISION = "fp32"
+
+
+def cpu_count() -> int:
+    """vCPUs this process may run on (the container's CPU set, not the host's)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def in_model_server_worker() -> bool:
+    """Whether this process is a Multi Model Server worker (it runs that script as __main__)."""
+    return Path(sys.argv[0] if sys.argv else "").name == "model_service_worker.py"
+
+
+def default_threads(cpus: int, workers_setting: str | None, in_worker: bool) -> int | None:
+    """Threads per worker when MULTILABEL_THREADS is unset: vCPUs // workers, at least 1.
+
+    Without `SAGEMAKER_MODEL_SERVER_WORKERS`, Multi Model Server starts one worker per
+    vCPU (Java's availableProcessors), so each gets one thread. None (PyTorch's own
+    setting) outside a model server worker when that variable is unset: then nothing
+    says how many processes share the CPUs.
+    """
+    setting = (workers_setting or "").strip()
+    if setting.isdecimal() and int(setting) > 0:
+        return max(1, cpus // int(setting))
+    return 1 if in_worker else None
+
+
+@dataclass(frozen=True)
+class RuntimeSettings:
+    """Precision and threads per worker for one loaded model."""
+
+    precision: str = DEFAULT_PRECISION
+    threads: int | None = None  # None: leave PyTorch's own setting
+
+    @classmethod
+    def from_env(cls, device_type: str) -> tuple[RuntimeSettings, list[str]]:
+        """The settings from the environment, and every problem with them (empty if none)."""
+        problems = []
+        precision = os.environ.get(PRECISION_ENV, "").strip().lower() or DEFAULT_PRECISION
+        if precision not in PRECISIONS:
+            problems.append(
+                f"{PRECISION_ENV}={os.environ[PRECISION_ENV]!r}: expected one of {list(PRECISIONS)} "
+                f"(default {DEFAULT_PRECISION}); fix or unset it in the endpoint's environment"
+            )
+            precision = DEFAULT_PRECISION
+        elif precision == "int8" and device_type != "cpu":
+            problems.append(
+                f"{PRECISION_ENV}=int8 runs on a CPU only, and this endpoint has a GPU; "
+                f"unset it (the GPU runs bf16) or deploy on a CPU instance"
+            )
+        raw_threads = os.environ.get(THREADS_ENV, "").strip()
+        threads = None
+        if raw_threads and (not raw_threads.isdecimal() or int(raw_threads) < 1):
+            problems.append(
+                f"{THREADS_ENV}={raw_threads!r}: expected a positive integer (unset: vCPUs // "
+                f"model server workers); fix or unset it in the endpoint's environment"
+            )
+        elif device_type == "cpu":
+            threads = (
+                int(raw_threads)
+                if raw_threads
+                else default_threads(cpu_count(), os.environ.get(WORKERS_ENV), in_model_server_worker())
+            )
+        return cls(precision, threads), problems
+
+    def apply(self, model: torch.nn.Module) -> torch.nn.Module:
+        """Set this process's threads and return the model in this precision (eval mode)."""
+        if self.threads is not None:
+            torch.set_num_threads(self.threads)
+        if self.precision == "int8":
+            model = quantize_encoder(model)
+        logger.info("runtime: precision %s, %s threads", self.precision, torch.get_num_threads())
+        return model
+
+
+def quantize_encoder(model: torch.nn.Module) -> torch.nn.Module:
+    """`model` with every `nn.Linear` but the classification head in dynamic int8 (in place).
+
+    Weights become int8 per tensor; activations are quantised per batch at run time, so
+    no calibration data is needed. The head is left in fp32: it is a tiny share of the
+    work, and its outputs meet the thresholds directly.
+    """
+    encoder = getattr(model, "base_model", model)
+    with warnings.catch_warnings():
+        # PyTorch 2.10+ deprecates torch.ao quantisation in favour of torchao, which the
+        # inference container (torch 2.6.0) does not hold; the API still works there.
+        warnings.filterwarnings("ignore", category=UserWarning, message=".*deprecat")
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        torch.ao.quantization.quantize_dynamic(encoder, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
+    return model.eval()
+
+
+def is_int8(model: torch.nn.Module) -> bool:
+    """Whether any layer of `model` runs in dynamic int8."""
+    return any(isinstance(m, torch.ao.nn.quantized.dynamic.Linear) for m in model.modules())
