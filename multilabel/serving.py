@@ -60,6 +60,7 @@ JSONLINES = "application/jsonlines"
 CSV = "text/csv"
 CONTENT_TYPES = (JSON, JSONLINES, CSV)
 ACCEPT_TYPES = (JSON, JSONLINES)  # in order of preference when the client ranks them equally
+CSV_FIELD_LIMIT = 2**31 - 1  # the csv module's largest, as training sets it
 MAX_RECORDS_ENV = "MULTILABEL_MAX_RECORDS"
 BATCH_SIZE_ENV = "MULTILABEL_BATCH_SIZE"
 MAX_TOKENS_ENV = "MULTILABEL_MAX_TOKENS"
@@ -269,8 +270,14 @@ def _parse_jsonlines(body: str) -> Request:
 
 
 def _parse_csv(body: str) -> Request:
-    """A header row, then one record a row; `check_records` checks the header's names."""
-    reader = csv.reader(io.StringIO(body))
+    """A header row, then one record a row; `check_records` checks the header's names.
+
+    Strict quoting: a malformed row is refused rather than guessed at. Fields may be as
+    long as training accepts (the csv module's default 128 KiB cap is not a data rule;
+    the token budget bounds the work).
+    """
+    csv.field_size_limit(CSV_FIELD_LIMIT)
+    reader = csv.reader(io.StringIO(body), strict=True)
     records, locations = [], []
     try:
         header = next(reader, None)

@@ -38,8 +38,8 @@ class SageMakerRun:
         return self.base / "checkpoints"
 
 
-def sagemaker_env(base: Path, channels: dict[str, Path]) -> dict[str, str]:
-    """The variables the training toolkit sets, with channels copied into place."""
+def sagemaker_env_for(base: Path) -> dict[str, str]:
+    """The variables the training toolkit sets for a job under `base`: one per channel folder."""
     env = {
         "SM_MODEL_DIR": str(base / "model"),
         "SM_OUTPUT_DATA_DIR": str(base / "output" / "data"),
@@ -49,12 +49,19 @@ def sagemaker_env(base: Path, channels: dict[str, Path]) -> dict[str, str]:
         "SM_HOSTS": '["algo-1"]',
         "SM_CURRENT_HOST": "algo-1",
     }
+    data = base / "input" / "data"
+    for channel in sorted(data.iterdir()) if data.is_dir() else []:
+        env[f"SM_CHANNEL_{channel.name.upper()}"] = str(channel)
+    return env
+
+
+def sagemaker_env(base: Path, channels: dict[str, Path]) -> dict[str, str]:
+    """The variables the training toolkit sets, with channels copied into place."""
     for name, source in channels.items():
         channel = base / "input" / "data" / name
         channel.mkdir(parents=True)
         shutil.copy(source, channel / source.name)
-        env[f"SM_CHANNEL_{name.upper()}"] = str(channel)
-    return env
+    return sagemaker_env_for(base)
 
 
 @pytest.fixture(scope="session")

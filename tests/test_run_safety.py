@@ -22,7 +22,7 @@ from safetensors.numpy import load_file
 
 from multilabel.data import label_matrix, load_split
 from multilabel.schema import ColumnSpec, validate_files
-from tests.conftest import SageMakerRun
+from tests.conftest import SageMakerRun, sagemaker_env_for
 from tests.helpers import DATA, FAST_ARGS, ROOT, clean_env, read_csv, run_train, write_csv
 
 pytestmark = pytest.mark.integration
@@ -44,18 +44,7 @@ def copy_of_run(sm_run: SageMakerRun, tmp_path: Path) -> tuple[Path, dict[str, s
     """A private copy of the session's finished run, and the environment that points at it."""
     base = tmp_path / "opt-ml"
     shutil.copytree(sm_run.base, base)
-    env = {
-        "SM_MODEL_DIR": str(base / "model"),
-        "SM_OUTPUT_DATA_DIR": str(base / "output" / "data"),
-        "SM_CHECKPOINT_DIR": str(base / "checkpoints"),
-        "SM_NUM_GPUS": "0",
-        "SM_CURRENT_HOST": "algo-1",
-        **{
-            f"SM_CHANNEL_{c.upper()}": str(base / "input" / "data" / c)
-            for c in ("train", "validation", "test")
-        },
-    }
-    return base, env
+    return base, sagemaker_env_for(base)
 
 
 def model_args(tiny_model: Path) -> list[str]:

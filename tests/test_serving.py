@@ -132,9 +132,9 @@ def test_jsonlines_and_csv() -> None:
             r"the header row seems missing; make the first row casePart1,casePart2$",
         ),
         (
-            "casePart1\n" + "x" * 140_000,
+            'casePart1\n"quoted"then more"\n',
             "text/csv",
-            r"^CSV line 2: not valid CSV \(field larger than field limit \(131072\)\)$",
+            r"^CSV line 2: not valid CSV \(',' expected after '\"'\)$",
         ),
         (
             '{"inputs": [{"casePart1": "ok"}, {"casePart1": "bad \\ud800 text"}]}',
@@ -507,3 +507,9 @@ def test_batching_does_not_change_scores(sm_run: SageMakerRun) -> None:
     together = classifier.probabilities(rows)
     alone = torch.cat([classifier.probabilities([row]) for row in rows])
     torch.testing.assert_close(together, alone, atol=1e-5, rtol=0)
+
+
+def test_a_csv_field_longer_than_the_csv_modules_default_cap_is_accepted() -> None:
+    """Training reads fields of any length; the endpoint must not refuse what training took."""
+    request = parse_request("casePart1\n" + "x" * 140_000 + "\n", "text/csv")
+    assert [len(r["casePart1"]) for r in request.records] == [140_000]
