@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 SERVING_VENV ?= .venv-serving
 SERVING_STAMP := $(SERVING_VENV)/.installed
 
-.PHONY: venv demo test style quality clean bench-deps bench-handler bench-quality bench-speed bench-data bench-gpu container-test
+.PHONY: venv demo test style quality clean bench-deps bench-handler bench-precision bench-quality bench-speed bench-data bench-gpu container-test
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -40,6 +40,11 @@ bench-deps: venv
 
 bench-handler: venv
 	$(PY) benchmarks/handler_throughput.py --json outputs/handler_throughput.json
+
+# int8 against fp32: records/s (MiniLM and a roberta-base-size model) and, with a trained
+# model directory, quality: benchmarks/precision_throughput.py quality --model-dir DIR
+bench-precision: bench-deps
+	$(PY) benchmarks/precision_throughput.py speed --threads 1 --json outputs/precision_speed.json
 
 bench-quality: bench-deps
 	$(PY) benchmarks/quality.py --json outputs/quality.json
