@@ -54,25 +54,33 @@ def replace_dir(staged: Path, target: str | Path) -> None:
     """Put the staged folder at `target`, replacing whatever was there.
 
     Two renames on one file system: at every moment either the old or the new folder is
-    at `target` (briefly neither, never a mix). A mount point cannot be renamed; its
-    entries are replaced one by one instead (on SageMaker the model folder starts empty).
+    at `target` (briefly neither, never a mix). A mount point cannot be renamed (EBUSY;
+    a bind mount such as SageMaker's /opt/ml/model is not always detectable beforehand),
+    so then its entries are replaced one by one instead.
     """
     target = Path(target).resolve()
-    if target.is_dir() and os.path.ismount(target):
-        for entry in target.iterdir():
-            _remove(entry)
-        for entry in staged.iterdir():
-            shutil.move(str(entry), target / entry.name)
-        staged.rmdir()
-        return
     old = None
     if target.exists():
         old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
         old.rmdir()
-        target.rename(old)
+        try:
+            target.rename(old)
+        except OSError as err:
+            logger.info("%s cannot be renamed (%s); replacing its entries one by one", target, err.strerror)
+            _replace_entries(staged, target)
+            return
     staged.rename(target)
     if old is not None:
         _remove(old)
+
+
+def _replace_entries(staged: Path, target: Path) -> None:
+    """Empty `target`, then move every staged entry into it."""
+    for entry in target.iterdir():
+        _remove(entry)
+    for entry in staged.iterdir():
+        shutil.move(str(entry), target / entry.name)
+    staged.rmdir()
 
 
 def replace_files(staged: Path, target: str | Path, owned: Iterable[str]) -> None:
