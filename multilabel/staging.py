@@ -36,7 +36,7 @@ def check_writable(path: str | Path, what: str) -> None:
     if not existing.is_dir():
         raise OutputLocationError(f"{what} {path} cannot be written: {existing} is a file, not a folder")
     try:
-        for folder in {existing, target.parent} & {p for p in (existing, target.parent) if p.is_dir()}:
+        for folder in {f for f in (existing, target.parent) if f.is_dir()}:
             with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
                 pass
     except OSError as err:
