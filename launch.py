@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from multilabel import sagemaker_job as job
+from multilabel.run_paths import SPLITS
 from multilabel.schema import InputError
 
 logger = logging.getLogger("launch")
@@ -75,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="start a training job", allow_abbrev=False)
     add_session_flags(t)
     add_version_flags(t)
-    for split in job.SPLITS:
+    for split in SPLITS:
         t.add_argument(f"--{split}", help=f"{split} CSV file, directory of CSVs, or s3:// URI")
     t.add_argument("--role", help="execution role ARN (default: SAGEMAKER_ROLE)")
     t.add_argument("--instance-type", default="ml.g5.2xlarge")
@@ -155,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def train_config(args: argparse.Namespace) -> job.TrainConfig:
     return job.TrainConfig(
-        files={split: getattr(args, split) for split in job.SPLITS},
+        files={split: getattr(args, split) for split in SPLITS},
         role=args.role,
         instance_type=args.instance_type,
         instance_count=args.instance_count,

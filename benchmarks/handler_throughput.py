@@ -31,7 +31,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]
 
 import inference  # noqa: E402
 from multilabel.artifact import ClassifierConfig  # noqa: E402
-from multilabel.features import encode_pairs, pad_batch  # noqa: E402
+from multilabel.pair_encoding import encode_pairs, pad_batch  # noqa: E402
 
 SIZES = (1, 8, 32)
 

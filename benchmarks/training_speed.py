@@ -67,7 +67,7 @@ def main() -> int:
     args = parser.parse_args()
     from transformers import AutoTokenizer
 
-    from multilabel.features import encode_pairs
+    from multilabel.pair_encoding import encode_pairs
     from tests.helpers import read_csv
 
     model = args.model or str(pretrained_encoder())

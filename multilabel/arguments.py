@@ -11,9 +11,9 @@ from dataclasses import dataclass, field, fields
 
 from transformers import HfArgumentParser, TrainingArguments
 
-from multilabel.environment import resolve_run_paths
-from multilabel.features import TRUNCATION_STRATEGIES
 from multilabel.metrics import BEST_METRIC
+from multilabel.pair_encoding import TRUNCATION_STRATEGIES
+from multilabel.run_paths import resolve_run_paths
 from multilabel.schema import (
     DEFAULT_ENCODING,
     DEFAULT_TEXT_COLUMNS,

@@ -16,7 +16,7 @@ from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 from typing import ClassVar
 
-from multilabel.bundle import PACKAGE_DIR, PROJECT_DIR, copy_package, package_imports
+from multilabel.job_source import PACKAGE_DIR, PROJECT_DIR, copy_package, package_imports
 
 logger = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from datasets import Dataset, Features, Sequence, Value
 from transformers import PreTrainedTokenizerBase
 
 from multilabel.checkpoints import file_sha256
-from multilabel.features import TruncationError, encode_pairs
+from multilabel.pair_encoding import TruncationError, encode_pairs
 from multilabel.schema import ColumnSpec, LabelSchema, iter_records, list_csv_files
 
 logger = logging.getLogger(__name__)

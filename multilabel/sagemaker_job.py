@@ -25,14 +25,13 @@ import boto3
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ClientError
 
-from multilabel.bundle import stage_job_source
+from multilabel.job_source import stage_job_source
 from multilabel.metric_names import metric_definitions
+from multilabel.run_paths import SAGEMAKER_CHECKPOINT_DIR
 from multilabel.schema import DEFAULT_ENCODING, ColumnSpec, validate_files
 
 logger = logging.getLogger(__name__)
 
-SPLITS = ("train", "validation", "test")
-CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"  # train.py's checkpoint dir on SageMaker
 ROLE_ENV = "SAGEMAKER_ROLE"
 BUCKET_ENV = "SAGEMAKER_BUCKET"
 
@@ -286,7 +285,7 @@ def build_estimator(session, config: TrainConfig, source_dir: str, prefix: str, 
             use_spot_instances=True,
             max_wait=config.max_wait or 2 * config.max_run,
             checkpoint_s3_uri=f"s3://{bucket}/{prefix}/checkpoints",
-            checkpoint_local_path=CHECKPOINT_LOCAL_PATH,
+            checkpoint_local_path=SAGEMAKER_CHECKPOINT_DIR,
         )
     if config.distributed:
         kwargs["distribution"] = {"torch_distributed": {"enabled": True}}

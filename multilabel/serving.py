@@ -50,7 +50,7 @@ from transformers import (
 )
 
 from multilabel.artifact import ClassifierConfig
-from multilabel.features import TruncationError, encode_pairs, pad_batch
+from multilabel.pair_encoding import TruncationError, encode_pairs, pad_batch
 from multilabel.runtime import RuntimeSettings
 
 logger = logging.getLogger(__name__)

@@ -35,14 +35,13 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from multilabel import checkpoints, data, metrics, reporting, staging
 from multilabel.arguments import DataArguments, ModelArguments
 from multilabel.artifact import ClassifierConfig, copy_serving_code
-from multilabel.environment import RunPaths, resolve_run_paths
 from multilabel.errors import UsageError
-from multilabel.features import TruncationError
+from multilabel.pair_encoding import TruncationError
+from multilabel.run_paths import SPLITS, RunPaths, resolve_run_paths
 from multilabel.schema import ColumnSpec, LabelSchema, list_csv_files, validate_files
 
 logger = logging.getLogger(__name__)
 
-SPLITS = ("train", "validation", "test")
 # Every file a run writes into the output-data directory; a run deletes the ones it
 # does not write, so the folder never mixes two runs' results.
 OUTPUT_DATA_FILES = (

@@ -11,8 +11,8 @@ from transformers import AutoTokenizer
 import train
 from multilabel.arguments import parse_arguments
 from multilabel.data import LABELS, label_matrix, load_split, stratified_split, tokenize
-from multilabel.environment import resolve_run_paths
-from multilabel.features import encode_pairs, pad_batch
+from multilabel.pair_encoding import encode_pairs, pad_batch
+from multilabel.run_paths import resolve_run_paths
 from multilabel.schema import ArgumentError, ColumnSpec, rows_needed_for_split, validate_files
 from tests.helpers import DATA, HEADER, read_csv, run_train, write_csv
 

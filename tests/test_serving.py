@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from multilabel.artifact import ClassifierConfig
-from multilabel.features import TRUNCATION_STRATEGIES
+from multilabel.pair_encoding import TRUNCATION_STRATEGIES
 from multilabel.serving import (
     Classifier,
     DeploymentError,
@@ -390,7 +390,7 @@ def test_token_budget(sm_run: SageMakerRun, monkeypatch: pytest.MonkeyPatch) -> 
 
 def encoded_pair(classifier: Classifier, pair: tuple[str, str]) -> dict | str:
     """What the model sees of one pair, or the kind of error when the truncation cannot fit it."""
-    from multilabel.features import encode_pairs
+    from multilabel.pair_encoding import encode_pairs
 
     config = classifier.config
     try:

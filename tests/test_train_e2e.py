@@ -43,7 +43,7 @@ def test_model_dir_holds_exactly_the_deployable_files(sm_run: SageMakerRun) -> N
     assert {
         "code/multilabel/serving.py",
         "code/multilabel/artifact.py",
-        "code/multilabel/features.py",
+        "code/multilabel/pair_encoding.py",
     } <= package
     assert all(f.endswith(".py") for f in package)
 

@@ -6,7 +6,9 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-SAGEMAKER_CHECKPOINT_DIR = "/opt/ml/checkpoints"
+SAGEMAKER_CHECKPOINT_DIR = "/opt/ml/checkpoints"  # synced with the job's checkpoint_s3_uri
+# The data channels of a run, in the order train.py reads them; a SageMaker job gets one per file given.
+SPLITS = ("train", "validation", "test")
 LOCAL_ROOT = "outputs"
 
 
