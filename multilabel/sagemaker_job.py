@@ -257,11 +257,8 @@ class TrainConfig:
 
     def column_spec(self) -> ColumnSpec:
         """The columns to validate, and the encoding that train.py gets as `--hp encoding=...`."""
-        labels = (
-            tuple(n.strip() for n in self.label_column_names.split(",")) if self.label_column_names else None
-        )
         encoding = str(self.hyperparameters.get("encoding", DEFAULT_ENCODING))
-        return ColumnSpec(tuple(n.strip() for n in self.text_column_names.split(",")), labels, encoding)
+        return ColumnSpec.from_flags(self.text_column_names, self.label_column_names, encoding)
 
 
 def run_prefix(base_job_name: str) -> str:

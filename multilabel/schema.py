@@ -71,6 +71,11 @@ class ArgumentError(InputError):
     subject = "the arguments"
 
 
+def split_names(names: str) -> tuple[str, ...]:
+    """A comma-separated list of column names, blanks around the commas removed."""
+    return tuple(n.strip() for n in names.split(",") if n.strip())
+
+
 @dataclass(frozen=True)
 class ColumnSpec:
     """Which CSV columns hold the text pair and the labels, and how the files are encoded."""
@@ -109,6 +114,14 @@ class ColumnSpec:
             )
         if problems:
             raise ArgumentError(problems)
+
+    @classmethod
+    def from_flags(
+        cls, text_column_names: str, label_column_names: str | None, encoding: str = DEFAULT_ENCODING
+    ) -> ColumnSpec:
+        """The spec from the comma-separated lists that train.py and launch.py take as flags."""
+        labels = split_names(label_column_names) if label_column_names is not None else None
+        return cls(split_names(text_column_names), labels, encoding)
 
     def resolve_label_columns(self, header: Sequence[str]) -> tuple[str, ...]:
         """The label columns for a file with this header."""
