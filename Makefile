@@ -13,10 +13,11 @@ SERVING_STAMP := $(SERVING_VENV)/.installed
 
 .PHONY: venv demo test test-fast style quality clean bench-deps bench-handler bench-precision bench-quality bench-speed bench-data bench-gpu container-test
 
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check "$(TORCH)"
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $(STAMP)
 
 $(SERVING_STAMP): requirements-serving.txt

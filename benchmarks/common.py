@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import platform
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from types import ModuleType
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKED_DEBIAN_TAGS = ROOT / "benchmarks" / "data" / "debian-tags"
@@ -36,6 +39,17 @@ def debian_tags() -> Path:
 
 
 DEBIAN_TAGS = debian_tags()
+
+
+def root_script(name: str) -> ModuleType:
+    """`inference` or `train`: a script at the repository root, imported by path (it is not in the package)."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, ROOT / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def pretrained_encoder() -> Path:

@@ -19,10 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import DEBIAN_TAGS, ROOT, machine, print_table, write_json
-
-sys.path.insert(0, str(ROOT))
 
 
 def peak_rss_mb() -> float:
@@ -51,8 +48,7 @@ def tokenizer_for_benchmark(work: Path):
 
         return AutoTokenizer.from_pretrained(pretrained_encoder())
     except ImportError:  # without the MiniLM package: the sample data's tiny BPE tokenizer
-        sys.path.insert(0, str(ROOT / "scripts"))
-        from make_tiny_model import build_tiny_roberta
+        from multilabel.tiny_model import build_tiny_roberta
 
         return AutoTokenizer.from_pretrained(build_tiny_roberta(work / "tiny", [ROOT / "data" / "train.csv"]))
 

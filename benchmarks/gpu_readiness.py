@@ -17,8 +17,6 @@ import time
 from pathlib import Path
 
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine, print_table, write_json
 
 # Peak dense bf16 tensor-core FLOP/s (vendor datasheets), by a substring of the device name.
@@ -33,27 +31,23 @@ PEAK_BF16_FLOPS = {
 
 
 def build_model(tiny: bool, num_labels: int = 10):
+    """roberta-base's shape with random weights, or a tiny RoBERTa for a quick check of the script."""
     from transformers import RobertaConfig, RobertaForSequenceClassification
 
+    from multilabel.tiny_model import roberta_base_config, tiny_config
+
     if tiny:
-        config = RobertaConfig(
+        config = tiny_config(
+            RobertaConfig,
+            num_labels,
             vocab_size=1000,
             hidden_size=64,
             num_hidden_layers=2,
-            num_attention_heads=2,
             intermediate_size=128,
             max_position_embeddings=514,
         )
-    else:  # roberta-base's shape
-        config = RobertaConfig(
-            vocab_size=50265,
-            hidden_size=768,
-            num_hidden_layers=12,
-            num_attention_heads=12,
-            intermediate_size=3072,
-            max_position_embeddings=514,
-        )
-    config.num_labels, config.problem_type = num_labels, "multi_label_classification"
+    else:
+        config = roberta_base_config(num_labels)
     return RobertaForSequenceClassification(config)
 
 

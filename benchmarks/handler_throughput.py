@@ -25,20 +25,20 @@ import time
 from pathlib import Path
 
 import torch
+from common import ROOT, root_script
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]
+from multilabel.artifact import ClassifierConfig
+from multilabel.pair_encoding import encode_pairs, pad_batch
 
-import inference  # noqa: E402
-from multilabel.artifact import ClassifierConfig  # noqa: E402
-from multilabel.pair_encoding import encode_pairs, pad_batch  # noqa: E402
+inference = root_script("inference")  # the endpoint's handler, as the toolkit imports it
 
 SIZES = (1, 8, 32)
 
 
 def build_model_dir(out: Path, max_seq_length: int) -> Path:
-    from make_tiny_model import build_tiny_roberta
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from multilabel.tiny_model import build_tiny_roberta
 
     base = build_tiny_roberta(
         out / "base",

@@ -36,15 +36,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from common import DEBIAN_TAGS, machine, pretrained_encoder, print_table, root_script, write_json
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "scripts"), str(ROOT / "benchmarks")]
+from multilabel.artifact import ClassifierConfig
+from multilabel.runtime import PRECISION_ENV, PRECISIONS, is_int8
 
-from common import DEBIAN_TAGS, machine, pretrained_encoder, print_table, write_json  # noqa: E402
-
-import inference  # noqa: E402
-from multilabel.artifact import ClassifierConfig  # noqa: E402
-from multilabel.runtime import PRECISION_ENV, PRECISIONS, is_int8  # noqa: E402
+inference = root_script("inference")  # the endpoint's handler, as the toolkit imports it
 
 SIZES = (1, 8, 32)
 LABELS = [f"label{i}" for i in range(1, 11)]
@@ -94,8 +91,9 @@ def build_roberta_base(out: Path, max_seq_length: int) -> Path:
     Its tokenizer is a 30k byte-level BPE trained on debian-tags train, so records
     come out at about the token counts roberta-base's own tokenizer gives them.
     """
-    from make_tiny_model import build_tiny_roberta
     from transformers import AutoTokenizer, RobertaConfig, RobertaForSequenceClassification
+
+    from multilabel.tiny_model import build_tiny_roberta
 
     tok_dir = build_tiny_roberta(
         out.parent / f"{out.name}-tokenizer", [DEBIAN_TAGS / "train.csv"], vocab_size=30000

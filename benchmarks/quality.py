@@ -18,8 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import DEBIAN_TAGS, ROOT, machine, pretrained_encoder, print_table, run_train_py, write_json
+from common import DEBIAN_TAGS, machine, pretrained_encoder, print_table, run_train_py, write_json
 
 LABELS = [f"label{i}" for i in range(1, 11)]
 
@@ -113,8 +112,7 @@ def main() -> int:
         work = args.keep or Path(tmp)
         data = subset(args.data, work / "data-subset", limit)
         if args.smoke and not args.model:
-            sys.path.insert(0, str(ROOT / "scripts"))
-            from make_tiny_model import build_tiny_roberta
+            from multilabel.tiny_model import build_tiny_roberta
 
             args.model = str(build_tiny_roberta(work / "tiny", [data / "train.csv"]))
             args.train_arg += ["--max_seq_length=64"]

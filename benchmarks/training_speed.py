@@ -12,15 +12,13 @@ training is timed. Also reports the share of processed tokens that are padding, 
 from __future__ import annotations
 
 import argparse
+import csv
 import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import DEBIAN_TAGS, ROOT, machine, pretrained_encoder, print_table, run_train_py, write_json
+from common import DEBIAN_TAGS, machine, pretrained_encoder, print_table, run_train_py, write_json
 from quality import subset
-
-sys.path.insert(0, str(ROOT))
 
 # name: (train.py flags, how its batches are formed)
 CONFIGS = {
@@ -68,14 +66,14 @@ def main() -> int:
     from transformers import AutoTokenizer
 
     from multilabel.pair_encoding import encode_pairs
-    from tests.helpers import read_csv
 
     model = args.model or str(pretrained_encoder())
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         data = subset(DEBIAN_TAGS, work / "data", args.rows)
-        records = read_csv(data / "train.csv")
+        with open(data / "train.csv", newline="", encoding="utf-8") as fh:
+            records = list(csv.DictReader(fh))
         tokenizer = AutoTokenizer.from_pretrained(model)
         features, _ = encode_pairs(
             tokenizer,

@@ -60,7 +60,7 @@ size=$("${BUILDAH[@]}" images --format '{{.Size}}' "$IMAGE")
 log "train: the SageMaker training toolkit inside the image, on the sample data and a tiny model"
 OPTML="$WORK/opt-ml"
 rm -rf "$OPTML"
-"$PY" "$ROOT/scripts/make_tiny_model.py" --data "$ROOT/data/train.csv" --out "$OPTML/input/data/model" >/dev/null
+"$PY" -m multilabel.tiny_model --data "$ROOT/data/train.csv" --out "$OPTML/input/data/model" >/dev/null
 "$PY" - "$OPTML" <<'PYEOF'
 import json, shutil, sys
 from pathlib import Path

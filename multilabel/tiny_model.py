@@ -1,10 +1,12 @@
-"""Build a tiny, randomly initialised RoBERTa with a locally trained tokenizer.
+"""Models with random weights, built offline: the one builder for tests, benchmarks and the container check.
 
-The demo and the tests train on it offline, through the same `from_pretrained` path
-that loads `roberta-base` from the Hub. It learns the sample data's easy labels in a
-few epochs, which is all it is for.
+`build_tiny_roberta` writes a tiny RoBERTa with a tokenizer trained locally; training and
+serving load it through the same `from_pretrained` path that loads `roberta-base` from the
+Hub. It learns the sample data's easy labels in a few epochs, which is all it is for.
+`tiny_config` gives any encoder family a tiny shape; `roberta_base_config` the shape of
+roberta-base, for speed measurements.
 
-    python scripts/make_tiny_model.py --data data/train.csv --out .cache/tiny-roberta
+    python -m multilabel.tiny_model --data data/train.csv --out .cache/tiny-roberta
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from tokenizers import ByteLevelBPETokenizer
-from transformers import RobertaConfig, RobertaForMaskedLM, RobertaTokenizerFast
+from transformers import PretrainedConfig, RobertaConfig, RobertaForMaskedLM, RobertaTokenizerFast
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +32,35 @@ def _texts(csv_paths: list[Path]) -> Iterator[str]:
         with open(path, newline="", encoding="utf-8") as fh:
             for row in csv.DictReader(fh):
                 yield from (v for k, v in row.items() if not k.startswith("label") and v)
+
+
+def tiny_config(config_class: type[PretrainedConfig], num_labels: int = 3, **overrides) -> PretrainedConfig:
+    """A one-layer, 16-wide multi-label configuration of any encoder family."""
+    shape = {
+        "vocab_size": 50,
+        "hidden_size": 16,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 2,
+        "intermediate_size": 32,
+        "max_position_embeddings": 40,
+    }
+    return config_class(
+        **{**shape, **overrides}, num_labels=num_labels, problem_type="multi_label_classification"
+    )
+
+
+def roberta_base_config(num_labels: int = 10) -> RobertaConfig:
+    """roberta-base's shape (125M parameters) with a multi-label head; weights are up to the caller."""
+    return RobertaConfig(
+        vocab_size=50265,
+        hidden_size=768,
+        num_hidden_layers=12,
+        num_attention_heads=12,
+        intermediate_size=3072,
+        max_position_embeddings=514,
+        num_labels=num_labels,
+        problem_type="multi_label_classification",
+    )
 
 
 def build_tiny_roberta(
