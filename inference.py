@@ -1,7 +1,8 @@
 """SageMaker endpoint handler for the Hugging Face inference toolkit.
 
-Deployed as `code/inference.py` inside model.tar.gz, next to a copy of the `multilabel`
-package; training puts both there. Everything the endpoint needs (labels, thresholds,
+Deployed as `code/inference.py` inside model.tar.gz, next to the modules of the
+`multilabel` package that it imports (the request codec, the classifier and theirs);
+training puts both there. Everything the endpoint needs (labels, thresholds,
 text columns, max length) is read from the model directory.
 
     POST /invocations  Content-Type: application/json
@@ -20,8 +21,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from multilabel.serving import (
-    Classifier,
+from multilabel.classifier import Classifier
+from multilabel.request_codec import (
     Request,
     Response,
     encode_response,

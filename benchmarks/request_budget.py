@@ -31,7 +31,7 @@ import torch
 from common import ROOT, root_script
 
 from multilabel.artifact import ClassifierConfig
-from multilabel.serving import Classifier
+from multilabel.classifier import Classifier
 
 inference = root_script("inference")  # the endpoint's handler, as the toolkit imports it
 

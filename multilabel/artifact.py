@@ -33,8 +33,8 @@ class ClassifierConfig:
     max_seq_length: int
     truncation: str = "longest_first"
 
-    # features.TRUNCATION_STRATEGIES, repeated because this module is standard library only
-    # (tests pin that the two agree).
+    # pair_encoding.TRUNCATION_STRATEGIES, repeated because this module is standard library only
+    # (tests/test_artifact.py pins that the two agree).
     TRUNCATIONS: ClassVar[tuple[str, ...]] = ("longest_first", "only_first", "only_second")
 
     def save(self, model_dir: str | Path) -> Path:

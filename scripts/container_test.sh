@@ -87,7 +87,7 @@ for d in input model output checkpoints; do volumes+=(-v "$OPTML/$d:/opt/ml/$d")
 "${BUILDAH[@]}" run --isolation chroot "${volumes[@]}" "$ctr" -- \
   env SM_STUDIO_LOCAL_MODE=true HF_HUB_OFFLINE=1 /usr/local/bin/entrypoint.sh train
 test -f "$OPTML/output/success" || { echo "training failed: $(cat "$OPTML/output/failure" 2>/dev/null)"; exit 1; }
-for f in config.json model.safetensors classifier_config.json code/inference.py code/multilabel/serving.py; do
+for f in config.json model.safetensors classifier_config.json code/inference.py code/multilabel/classifier.py; do
   test -f "$OPTML/model/$f" || { echo "missing in the model directory: $f"; exit 1; }
 done
 echo "train: the model directory is complete"
@@ -107,7 +107,7 @@ test -n "$answer" || { echo "no answer from the server"; tail -50 "$WORK/serve.l
 "$PY" - "$OPTML/model" "$answer" <<'PYEOF'
 import json, sys
 sys.path.insert(0, sys.argv[1] + "/code")
-from multilabel.serving import Classifier
+from multilabel.classifier import Classifier
 record = {"casePart1": "Perl module for parsing CSV files", "casePart2": "This module parses CSV."}
 expected = Classifier.load(sys.argv[1], device="cpu").predict([record])
 got = json.loads(sys.argv[2])

@@ -10,19 +10,16 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
 import sys
 from pathlib import Path
 
+import transformers
+
+from multilabel.classifier import Classifier
+from multilabel.tiny_model import build_tiny_roberta
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "scripts"))
-
-import transformers  # noqa: E402
-from make_tiny_model import build_tiny_roberta  # noqa: E402
-
-import train  # noqa: E402
-from multilabel.serving import Classifier  # noqa: E402
-
 OUT = ROOT / "outputs" / "demo"
 TINY = ROOT / ".cache" / "tiny-roberta"
 DATA = ROOT / "data"
@@ -46,7 +43,7 @@ def main() -> int:
         "--per_device_train_batch_size=16",
         "--logging_steps=100",
     ]
-    status = train.main(argv)
+    status = subprocess.run([sys.executable, str(ROOT / "train.py"), *argv], check=False).returncode
     if status:
         return status
     transformers.utils.logging.set_verbosity_warning()  # the training run's INFO logs are done

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import hashlib
 import io
@@ -14,9 +15,29 @@ from pathlib import Path
 
 import pytest
 
-from multilabel.artifact import ArtifactError, check_model_archive, main, pack_model
+from multilabel.artifact import (
+    ArtifactError,
+    ClassifierConfig,
+    check_model_archive,
+    copy_serving_code,
+    main,
+    pack_model,
+)
+from multilabel.pair_encoding import TRUNCATION_STRATEGIES
 from tests.conftest import SageMakerRun
-from tests.helpers import ROOT
+from tests.helpers import ROOT, files_under
+
+# What the endpoint imports: inference.py, the codec, the model and their light modules.
+SERVING_CODE = {
+    "inference.py",
+    "multilabel/__init__.py",
+    "multilabel/request_codec.py",
+    "multilabel/classifier.py",
+    "multilabel/runtime.py",
+    "multilabel/pair_encoding.py",
+    "multilabel/artifact.py",  # ClassifierConfig
+    "multilabel/job_source.py",  # imported by artifact
+}
 
 
 def members(archive: Path) -> set[str]:
@@ -24,11 +45,44 @@ def members(archive: Path) -> set[str]:
         return {m.name for m in tar.getmembers() if m.isfile()}
 
 
+def test_classifier_config_problems() -> None:
+    labels = ["a", "b"]
+    good = ClassifierConfig(("t1", "t2"), {"a": 0.5, "b": 1}, 64)
+    assert good.problems(labels) == []
+    assert ClassifierConfig.TRUNCATIONS == TRUNCATION_STRATEGIES
+    bad = ClassifierConfig(("t1", ""), {"a": 1.5, "c": 0.5}, 0, "only_third")
+    assert bad.problems(labels) == [
+        "classifier_config.json: text_columns: expected 1 or 2 distinct non-empty names, found ('t1', '')",
+        "classifier_config.json: max_seq_length: expected a positive integer, found 0",
+        "classifier_config.json: truncation: expected one of ['longest_first', 'only_first', 'only_second'], "
+        "found 'only_third'",
+        "classifier_config.json: thresholds: no threshold for label(s) ['b'] of config.json's id2label",
+        "classifier_config.json: thresholds: label(s) ['c'] are not in config.json's id2label ['a', 'b']",
+        "classifier_config.json: thresholds: expected numbers in [0, 1], found {'a': 1.5}",
+    ]
+    for columns in [("t1", "t1"), ("a", "b", "c"), (), "t1"]:
+        assert "text_columns" in dataclasses.replace(good, text_columns=columns).problems(labels)[0]
+    for length in [True, 2.5, -1]:
+        assert "max_seq_length" in dataclasses.replace(good, max_seq_length=length).problems(labels)[0]
+    for value in [float("nan"), "0.5", None, False]:
+        assert (
+            "expected numbers in [0, 1]"
+            in good.__class__(("t1",), {"a": value, "b": 0}, 8).problems(labels)[0]
+        )
+
+
+def test_the_endpoint_code_holds_only_what_inference_py_imports(tmp_path: Path) -> None:
+    """code/ gets inference.py and the package modules it imports, directly or not, and nothing else."""
+    assert copy_serving_code(tmp_path)
+    assert files_under(tmp_path / "code") == SERVING_CODE, "code/ should hold exactly the serving modules"
+
+
 @pytest.fixture
 def model_copy(sm_run: SageMakerRun, tmp_path: Path) -> Path:
     return Path(shutil.copytree(sm_run.model_dir, tmp_path / "model"))
 
 
+@pytest.mark.slow
 def test_pack_puts_files_at_the_root_with_code_and_no_junk(model_copy: Path, tmp_path: Path) -> None:
     (model_copy / "._config.json").write_text("resource fork")
     (model_copy / "code" / "__pycache__").mkdir()
@@ -41,7 +95,8 @@ def test_pack_puts_files_at_the_root_with_code_and_no_junk(model_copy: Path, tmp
         "classifier_config.json",
         "tokenizer.json",
         "code/inference.py",
-        "code/multilabel/serving.py",
+        "code/multilabel/classifier.py",
+        "code/multilabel/request_codec.py",
     } <= names
     assert not any(n.startswith(("._", "./")) or "/._" in n or "__pycache__" in n for n in names)
     assert check_model_archive(archive) == []
@@ -56,6 +111,7 @@ def repack(model_dir: Path, archive: Path, prefix: str = "") -> Path:
     return archive
 
 
+@pytest.mark.slow
 def test_check_names_every_problem(model_copy: Path, tmp_path: Path) -> None:
     wrapped = repack(model_copy, tmp_path / "wrapped.tar.gz", prefix="model/")
     assert (
@@ -133,6 +189,7 @@ def tar_member(name: str, kind: bytes = tarfile.REGTYPE, linkname: str = "") -> 
     return member
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("member", "message"),
     [
@@ -189,6 +246,7 @@ def with_classifier_config(model_dir: Path, tmp_path: Path, change: dict[str, ob
     return repack(model_dir, tmp_path / "mismatch.tar.gz")
 
 
+@pytest.mark.slow
 def test_check_refuses_a_classifier_config_that_does_not_match_config_json(
     model_copy: Path, tmp_path: Path
 ) -> None:
@@ -222,6 +280,7 @@ def test_check_refuses_a_classifier_config_that_does_not_match_config_json(
     assert cli("check", repack(model_copy, tmp_path / "restored.tar.gz")).returncode == 0
 
 
+@pytest.mark.slow
 def test_check_says_what_is_wrong_with_a_missing_or_unreadable_file(
     good_archive: Path, tmp_path: Path
 ) -> None:
@@ -244,6 +303,7 @@ def test_check_says_what_is_wrong_with_a_missing_or_unreadable_file(
     assert "Exit status" in help_text and "2 a missing or unreadable file" in help_text
 
 
+@pytest.mark.slow
 def test_a_refused_pack_leaves_the_existing_archive_as_it_was(
     model_copy: Path, good_archive: Path, tmp_path: Path
 ) -> None:
@@ -289,6 +349,7 @@ def test_a_refused_pack_leaves_the_existing_archive_as_it_was(
     assert sorted(p.name for p in tmp_path.iterdir()) == listing
 
 
+@pytest.mark.slow
 def test_pack_refuses_to_write_the_archive_into_the_model_directory(model_copy: Path) -> None:
     result = cli("pack", model_copy, model_copy / "model.tar.gz")
     assert result.returncode == 2

@@ -17,11 +17,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from multilabel.request_codec import DeploymentError
 from tests.conftest import SageMakerRun
 from tests.helpers import DATA, LABELS, assert_same_decisions, read_csv
 from tests.model_server import ModelServer, post, post_with_headers
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 TEST_ROWS = read_csv(DATA / "test.csv")
 RECORDS = [{"casePart1": r["casePart1"], "casePart2": r["casePart2"]} for r in TEST_ROWS]
@@ -221,10 +222,10 @@ def test_bad_requests_get_400_and_the_server_keeps_serving(
     server: ModelServer, body: bytes, content_type: str, accept: str | None, message: str
 ) -> None:
     status, text = invoke(server, body, content_type, accept)
-    assert status == 400
-    assert message in json.loads(text)["message"]
+    assert status == 400, text
+    assert message in json.loads(text)["message"], text
     status, _ = invoke(server, json.dumps({"inputs": RECORDS[0]}).encode())
-    assert status == 200
+    assert status == 200, "the server answers a good request after a bad one"
 
 
 @pytest.mark.parametrize(
@@ -298,7 +299,7 @@ def test_request_content_stays_out_of_the_logs(server: ModelServer) -> None:
         assert status == 400 and message in json.loads(text)["message"], (message, text)
     time.sleep(1)  # the worker's output reaches the log through the frontend
     log = server.log_tail(10**8)
-    assert MARK not in log
+    assert MARK not in log, "request content reached the model server's log"
     assert "request refused (400): unknown field at inputs" in log
     assert "request refused (400): repeated CSV column at CSV header" in log
 
@@ -434,8 +435,6 @@ def test_a_broken_deployment_fails_at_start_up(
     message: str,
 ) -> None:
     """model_fn refuses to load, so the model is never served (rather than 400 on every request)."""
-    from multilabel.serving import DeploymentError
-
     model_dir = Path(shutil.copytree(sm_run.model_dir, tmp_path / "model"))
     if thresholds:
         path = model_dir / "classifier_config.json"
@@ -447,6 +446,6 @@ def test_a_broken_deployment_fails_at_start_up(
     server = InProcessServer(model_dir)
     with pytest.raises(DeploymentError) as info:
         server.service.initialize(server.context)
-    assert not server.service.initialized
+    assert not server.service.initialized, "a broken deployment must not be served"
     assert str(info.value).startswith(f"cannot serve {model_dir}: 1 problem(s)\n")
     assert message in str(info.value)

@@ -17,6 +17,8 @@ import numpy as np
 import pytest
 import torch
 
+from multilabel.classifier import Classifier
+from multilabel.request_codec import DeploymentError
 from multilabel.runtime import (
     PRECISION_ENV,
     THREADS_ENV,
@@ -25,7 +27,6 @@ from multilabel.runtime import (
     default_threads,
     is_int8,
 )
-from multilabel.serving import Classifier, DeploymentError
 from tests.conftest import SageMakerRun
 from tests.helpers import DATA, LABELS, read_csv
 
@@ -42,7 +43,9 @@ def assert_int8_parity(int8: np.ndarray, fp32: np.ndarray, thresholds: np.ndarra
     np.testing.assert_allclose(int8, fp32, atol=SCORE_TOLERANCE, rtol=0)
     clear = np.abs(fp32 - thresholds) > DECISION_MARGIN
     assert clear.mean() >= 0.5, "too few decisions clear of the margin to compare"
-    assert ((int8 >= thresholds) == (fp32 >= thresholds))[clear].all()
+    assert ((int8 >= thresholds) == (fp32 >= thresholds))[clear].all(), (
+        "int8 changed a decision clear of the margin"
+    )
 
 
 @pytest.fixture
@@ -83,7 +86,7 @@ def test_bad_settings_are_named(
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     _, problems = RuntimeSettings.from_env(device)
-    assert problems == [message]
+    assert problems == [message], "each bad setting is named once, with its fix"
 
 
 def test_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -111,6 +114,7 @@ def test_default_threads(cpus: int, workers: str | None, in_worker: bool, thread
     assert default_threads(cpus, workers, in_worker) == threads
 
 
+@pytest.mark.slow
 def test_a_bad_precision_stops_the_endpoint_at_start_up(
     sm_run: SageMakerRun, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -122,6 +126,7 @@ def test_a_bad_precision_stops_the_endpoint_at_start_up(
     assert "  - MULTILABEL_PRECISION='int4': expected one of ['fp32', 'int8']" in str(info.value)
 
 
+@pytest.mark.slow
 def test_int8_loads_in_process_and_agrees_with_fp32(
     sm_run: SageMakerRun, monkeypatch: pytest.MonkeyPatch, keep_threads: None
 ) -> None:
@@ -129,8 +134,8 @@ def test_int8_loads_in_process_and_agrees_with_fp32(
     fp32 = Classifier.load(sm_run.model_dir, device="cpu")
     monkeypatch.setenv(PRECISION_ENV, "int8")
     int8 = Classifier.load(sm_run.model_dir, device="cpu")
-    assert torch.get_num_threads() == max(1, len(os.sched_getaffinity(0)) // 2)
-    assert not is_int8(fp32.model) and is_int8(int8.model)
+    assert torch.get_num_threads() == max(1, len(os.sched_getaffinity(0)) // 2), "vCPUs // workers threads"
+    assert not is_int8(fp32.model) and is_int8(int8.model), "int8 only where MULTILABEL_PRECISION=int8"
     assert type(int8.model.classifier.out_proj) is torch.nn.Linear  # the head stays fp32
     assert int8.max_tokens == fp32.max_tokens  # the budget is sized before quantisation
     thresholds = np.array(fp32.config.threshold_list(fp32.label_names))
@@ -158,6 +163,7 @@ print(json.dumps({"transformers": transformers.__version__, "int8": is_int8(mode
 
 
 @pytest.mark.integration
+@pytest.mark.slow
 def test_int8_under_transformers_4_51_3(sm_run: SageMakerRun) -> None:
     """The deployed code/ in the inference container's transformers, int8, against training's fp32."""
     assert SERVING_PYTHON.exists(), f"{SERVING_PYTHON} is missing: run `make test`, which creates it"

@@ -18,7 +18,7 @@ import pytest
 from tests.conftest import SageMakerRun
 from tests.helpers import DATA, LABELS, ROOT, assert_same_decisions, read_csv
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 SERVING_PYTHON = Path(os.environ.get("SERVING_VENV", ROOT / ".venv-serving")) / "bin" / "python"
 
@@ -54,7 +54,7 @@ def test_model_loads_and_predicts_under_transformers_4_51_3(sm_run: SageMakerRun
     assert result.returncode == 0, result.stderr[-3000:]
     output = json.loads(result.stdout.strip().splitlines()[-1])
     assert output["transformers"] == "4.51.3"
-    assert output["present"] == []
+    assert output["present"] == [], "the serving venv must hold torch and transformers only"
     assert output["handler"] == str(sm_run.model_dir / "code" / "inference.py")
     predictions = read_csv(sm_run.output_data_dir / "test_predictions.csv")
     expected = np.array([[float(p[f"prob_{n}"]) for n in LABELS] for p in predictions])

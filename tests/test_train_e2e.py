@@ -39,12 +39,14 @@ def test_model_dir_holds_exactly_the_deployable_files(sm_run: SageMakerRun) -> N
     files = files_under(sm_run.model_dir)
     package = {f for f in files if f.startswith("code/multilabel/")}
     assert files - package == MODEL_FILES
-    # The whole package travels, sources only, so the handler's imports resolve.
+    # The modules the handler imports travel, sources only, and no training module.
     assert {
-        "code/multilabel/serving.py",
+        "code/multilabel/classifier.py",
+        "code/multilabel/request_codec.py",
         "code/multilabel/artifact.py",
         "code/multilabel/pair_encoding.py",
-    } <= package
+    } <= package, f"the handler's imports are missing from code/: {sorted(package)}"
+    assert "code/multilabel/training.py" not in package, "training code shipped to the endpoint"
     assert all(f.endswith(".py") for f in package)
 
 
@@ -111,7 +113,7 @@ def test_per_row_predictions_are_in_input_order_and_match_the_metrics(sm_run: Sa
     Each row's probabilities are recomputed by the saved model alone, one row at a time,
     and the saved thresholds applied to them reproduce the reported test metrics.
     """
-    from multilabel.serving import Classifier
+    from multilabel.classifier import Classifier
 
     predictions = read_csv(sm_run.output_data_dir / "test_predictions.csv")
     test_rows = read_csv(DATA / "test.csv")
