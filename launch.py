@@ -10,24 +10,171 @@
 
 Role and bucket also come from SAGEMAKER_ROLE and SAGEMAKER_BUCKET, the region from
 AWS_DEFAULT_REGION. Needs the SageMaker SDK and boto3, not torch.
+
+Each verb's flags are the fields of its configuration dataclass that carry a `help` in
+their metadata (as HfArgumentParser reads train.py's): the field's name (or its `flag`)
+names the flag, its type and default make the argument, so each default is written once.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
 import logging
+import os
 import sys
+import types
+import typing
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from multilabel import sagemaker_job as job
 from multilabel.run_paths import SPLITS
-from multilabel.schema import InputError
+from multilabel.sagemaker_endpoint import (
+    INFERENCE_INSTANCE_TYPE,
+    DeployConfig,
+    batch_transform,
+    delete,
+    deploy,
+    predict,
+)
+from multilabel.sagemaker_session import BUCKET_ENV, REGION_ENV, LaunchError, make_session
+from multilabel.sagemaker_training import TrainConfig, dry_run_request, train
+from multilabel.schema import DEFAULT_TEXT_COLUMNS, InputError, split_names
 
 logger = logging.getLogger("launch")
 EXIT_USER_ERROR = 2
+DRY_RUN_REGION = "us-east-1"
+DRY_RUN_BUCKET = "dry-run-bucket"
+
+
+# ---------------------------------------------------------------- the verbs' flags
+
+
+@dataclass
+class PredictFlags:
+    """`predict`: which endpoint, and the records to send it."""
+
+    endpoint_name: str = field(metadata={"help": "the endpoint to send the records to"})
+    file: Path | None = field(default=None, metadata={"help": "CSV or JSON Lines file of records"})
+    text: str | None = field(default=None, metadata={"help": "one record's first text part"})
+    pair: str | None = field(default=None, metadata={"help": "one record's second text part"})
+    text_column_names: str = field(
+        default=",".join(DEFAULT_TEXT_COLUMNS),
+        metadata={"help": "the records' text columns, comma-separated, as the model was trained"},
+    )
+    threshold: float | None = field(
+        default=None,
+        metadata={
+            "help": "one decision threshold in [0, 1] for every label (default: those tuned in training)"
+        },
+    )
+    top_k: int | None = field(
+        default=None, metadata={"help": "keep at most this many labels a record, best first"}
+    )
+
+    def records(self) -> list[dict[str, str]]:
+        columns = list(split_names(self.text_column_names))
+        if self.file:
+            return read_records(self.file, columns)
+        if self.text is not None:
+            return [{columns[0]: self.text, **({columns[1]: self.pair} if self.pair else {})}]
+        raise LaunchError("predict needs --file or --text")
+
+    def parameters(self) -> dict[str, Any]:
+        return {k: v for k, v in {"threshold": self.threshold, "top_k": self.top_k}.items() if v is not None}
+
+
+@dataclass
+class BatchFlags:
+    """`batch`: a Batch Transform job of a SageMaker model over JSON Lines in S3."""
+
+    model_name: str = field(metadata={"help": "a SageMaker model (deploy creates one)"})
+    input: str = field(metadata={"help": "s3:// URI of the JSON Lines records, one a line"})
+    output: str = field(metadata={"help": "s3:// prefix for the results, one a line"})
+    instance_type: str = field(default=INFERENCE_INSTANCE_TYPE, metadata={"help": "instance type"})
+    wait: bool = field(default=True, metadata={"help": "wait until the job ends"})
+
+
+@dataclass
+class DeleteFlags:
+    """`delete`: the endpoint to delete, with its config and its model."""
+
+    endpoint_name: str = field(metadata={"help": "the endpoint to delete, with its config and model"})
+
+
+VERBS: dict[str, tuple[str, type]] = {
+    "train": ("start a training job", TrainConfig),
+    "deploy": ("deploy a trained model to an endpoint", DeployConfig),
+    "predict": ("send records to an endpoint", PredictFlags),
+    "batch": ("Batch Transform over JSON Lines in S3", BatchFlags),
+    "delete": ("delete an endpoint, its config and its model", DeleteFlags),
+}
+NEEDS_BUCKET = {"train", "deploy"}  # they upload; the other verbs work on what exists
+
+
+def _flag_fields(config_class: type) -> list[tuple[dataclasses.Field, Any]]:
+    """The fields that are flags (those with a `help`), each with its resolved type."""
+    hints = typing.get_type_hints(config_class)
+    return [(f, hints[f.name]) for f in dataclasses.fields(config_class) if "help" in f.metadata]
+
+
+def _flag_name(f: dataclasses.Field) -> str:
+    return f.metadata.get("flag", "--" + f.name.replace("_", "-"))
+
+
+def _default_of(f: dataclasses.Field) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return dataclasses.MISSING
+
+
+def add_config_flags(parser: argparse.ArgumentParser, config_class: type) -> None:
+    """One argument per flag field of `config_class`, from its type, default and metadata.
+
+    `X | None`: an optional X; bool: an on/off switch; list[str]: a repeatable flag;
+    dict: a repeatable KEY=VALUE flag; no default: a required flag.
+    """
+    for f, hint in _flag_fields(config_class):
+        flag = _flag_name(f)
+        kwargs: dict[str, Any] = {"dest": f.name, **{k: v for k, v in f.metadata.items() if k != "flag"}}
+        default = _default_of(f)
+        if typing.get_origin(hint) in (typing.Union, types.UnionType):
+            (hint,) = [a for a in typing.get_args(hint) if a is not type(None)]
+        origin = typing.get_origin(hint) or hint
+        if default is dataclasses.MISSING:
+            kwargs["required"] = True
+        else:
+            kwargs["default"] = default
+            if default not in (None, False, [], {}):
+                kwargs["help"] += f" (default: {default})"
+        if hint is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction if default else "store_true"
+        elif origin is list:
+            kwargs.update(action="append", default=[])
+        elif origin is dict:
+            kwargs.update(action="append", default=[], metavar=kwargs.get("metavar", "KEY=VALUE"))
+        else:
+            kwargs["type"] = hint
+        if hint is not bool and "choices" not in kwargs:
+            kwargs.setdefault("metavar", flag.lstrip("-").replace("-", "_").upper())
+        parser.add_argument(flag, **kwargs)
+
+
+def config_from(args: argparse.Namespace, config_class: type, **values: Any):
+    """The `config_class` instance of the parsed flags (and `values`, for fields that are not flags)."""
+    for f, hint in _flag_fields(config_class):
+        value = getattr(args, f.name)
+        if typing.get_origin(hint) is dict:
+            value = _pairs(value, _flag_name(f))
+            if typing.get_args(hint)[1] is str:
+                value = {k: str(v) for k, v in value.items()}
+        values[f.name] = value
+    return config_class(**values)
 
 
 def _pairs(values: list[str], flag: str) -> dict[str, Any]:
@@ -36,7 +183,7 @@ def _pairs(values: list[str], flag: str) -> dict[str, Any]:
     for item in values:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise job.LaunchError(f"{flag} {item!r}: expected key=value")
+            raise LaunchError(f"{flag} {item!r}: expected key=value")
         try:
             out[key] = json.loads(value)
         except json.JSONDecodeError:
@@ -55,182 +202,58 @@ def read_records(path: Path, text_columns: list[str]) -> list[dict[str, str]]:
     return [{c: row[c] for c in text_columns if c in row} for row in rows]
 
 
-def add_session_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--region", help="AWS region (default: AWS_DEFAULT_REGION)")
-    parser.add_argument("--bucket", help="S3 bucket for data and artifacts (default: SAGEMAKER_BUCKET)")
-
-
-def add_version_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--image-uri", help="a custom container image (see the Dockerfile) instead of the Hugging Face one"
-    )
-    parser.add_argument("--transformers-version", help="default: the newest the installed SDK knows")
-    parser.add_argument("--pytorch-version")
-    parser.add_argument("--py-version")
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     sub = parser.add_subparsers(dest="command", required=True)
-
-    t = sub.add_parser("train", help="start a training job", allow_abbrev=False)
-    add_session_flags(t)
-    add_version_flags(t)
-    for split in SPLITS:
-        t.add_argument(f"--{split}", help=f"{split} CSV file, directory of CSVs, or s3:// URI")
-    t.add_argument("--role", help="execution role ARN (default: SAGEMAKER_ROLE)")
-    t.add_argument("--instance-type", default="ml.g5.2xlarge")
-    t.add_argument("--instance-count", type=int, default=1)
-    t.add_argument(
-        "--hp",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="a train.py argument, e.g. learning_rate=3e-5",
-    )
-    t.add_argument("--text-column-names", default="casePart1,casePart2")
-    t.add_argument("--label-column-names")
-    t.add_argument("--label-format", default="auto", choices=["auto", "indicator", "names"])
-    t.add_argument("--spot", action="store_true", help="managed spot training, resumed from S3 checkpoints")
-    t.add_argument("--max-run", type=int, default=24 * 3600, help="seconds")
-    t.add_argument("--max-wait", type=int, help="seconds, with --spot (default: 2 x max-run)")
-    t.add_argument("--distributed", action="store_true", help="torch_distributed over all GPUs and instances")
-    t.add_argument("--output-path", help="s3:// prefix for model.tar.gz (default: under the run prefix)")
-    t.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE")
-    t.add_argument("--subnet", action="append", default=[])
-    t.add_argument("--security-group", action="append", default=[])
-    t.add_argument("--volume-kms-key")
-    t.add_argument("--output-kms-key")
-    t.add_argument(
-        "--wait",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="stream the job's logs until it ends",
-    )
-    t.add_argument(
-        "--dry-run",
-        action="store_true",
-        help="print the CreateTrainingJob request and exit; calls no AWS API",
-    )
-
-    d = sub.add_parser("deploy", help="deploy a trained model to an endpoint", allow_abbrev=False)
-    add_session_flags(d)
-    add_version_flags(d)
-    d.add_argument("--model", required=True, help="training job name, or s3:// URI of a model.tar.gz")
-    d.add_argument("--role")
-    d.add_argument("--endpoint-name")
-    d.add_argument("--instance-type", default="ml.m5.xlarge")
-    d.add_argument("--instance-count", type=int, default=1)
-    d.add_argument(
-        "--serverless-memory", type=int, metavar="MB", help="deploy serverless with this much memory"
-    )
-    d.add_argument("--serverless-concurrency", type=int, default=5)
-    d.add_argument(
-        "--env", action="append", default=[], metavar="KEY=VALUE", help="e.g. MULTILABEL_MAX_RECORDS=64"
-    )
-    d.add_argument("--wait", action=argparse.BooleanOptionalAction, default=True)
-
-    p = sub.add_parser("predict", help="send records to an endpoint", allow_abbrev=False)
-    add_session_flags(p)
-    p.add_argument("--endpoint-name", required=True)
-    p.add_argument("--file", type=Path, help="CSV or JSON Lines file of records")
-    p.add_argument("--text", help="one record's first text part")
-    p.add_argument("--pair", help="one record's second text part")
-    p.add_argument("--text-column-names", default="casePart1,casePart2")
-    p.add_argument("--threshold", type=float)
-    p.add_argument("--top-k", type=int)
-
-    b = sub.add_parser("batch", help="Batch Transform over JSON Lines in S3", allow_abbrev=False)
-    add_session_flags(b)
-    b.add_argument("--model-name", required=True, help="a SageMaker model (deploy creates one)")
-    b.add_argument("--input", required=True)
-    b.add_argument("--output", required=True)
-    b.add_argument("--instance-type", default="ml.m5.xlarge")
-    b.add_argument("--wait", action=argparse.BooleanOptionalAction, default=True)
-
-    x = sub.add_parser("delete", help="delete an endpoint, its config and its model", allow_abbrev=False)
-    add_session_flags(x)
-    x.add_argument("--endpoint-name", required=True)
+    for verb, (help_text, config_class) in VERBS.items():
+        p = sub.add_parser(verb, help=help_text, description=help_text, allow_abbrev=False)
+        p.add_argument("--region", help=f"AWS region (default: ${REGION_ENV})")
+        if verb in NEEDS_BUCKET:
+            p.add_argument("--bucket", help=f"S3 bucket for data and artifacts (default: ${BUCKET_ENV})")
+        if verb == "train":
+            for split in SPLITS:
+                p.add_argument(f"--{split}", help=f"{split} CSV file, directory of CSVs, or s3:// URI")
+        add_config_flags(p, config_class)
+        if verb == "train":
+            p.add_argument(
+                "--dry-run",
+                action="store_true",
+                help="print the CreateTrainingJob request and exit; calls no AWS API",
+            )
     return parser
 
 
-def train_config(args: argparse.Namespace) -> job.TrainConfig:
-    return job.TrainConfig(
-        files={split: getattr(args, split) for split in SPLITS},
-        role=args.role,
-        instance_type=args.instance_type,
-        instance_count=args.instance_count,
-        hyperparameters=_pairs(args.hp, "--hp"),
-        text_column_names=args.text_column_names,
-        label_column_names=args.label_column_names,
-        label_format=args.label_format,
-        spot=args.spot,
-        max_run=args.max_run,
-        max_wait=args.max_wait,
-        distributed=args.distributed,
-        output_path=args.output_path,
-        tags={k: str(v) for k, v in _pairs(args.tag, "--tag").items()},
-        subnets=args.subnet,
-        security_group_ids=args.security_group,
-        volume_kms_key=args.volume_kms_key,
-        output_kms_key=args.output_kms_key,
-        image_uri=args.image_uri,
-        transformers_version=args.transformers_version,
-        pytorch_version=args.pytorch_version,
-        py_version=args.py_version,
-        wait=args.wait,
-    )
+def train_config(args: argparse.Namespace) -> TrainConfig:
+    return config_from(args, TrainConfig, files={split: getattr(args, split) for split in SPLITS})
 
 
 def run(args: argparse.Namespace) -> None:
     if args.command == "train" and args.dry_run:
-        session_region = args.region or job.os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-        bucket = args.bucket or job.os.environ.get(job.BUCKET_ENV) or "dry-run-bucket"
-        request = job.dry_run_request(train_config(args), session_region, bucket)
+        region = args.region or os.environ.get(REGION_ENV) or DRY_RUN_REGION
+        bucket = args.bucket or os.environ.get(BUCKET_ENV) or DRY_RUN_BUCKET
+        request = dry_run_request(train_config(args), region, bucket)
         sys.stdout.write(json.dumps(request, indent=2, default=str) + "\n")
         return
-    session = job.make_session(args.region, args.bucket)
+    needs_bucket = args.command in NEEDS_BUCKET
+    session = make_session(args.region, args.bucket if needs_bucket else None, need_bucket=needs_bucket)
     if args.command == "train":
-        name = job.train(session, train_config(args))
+        name = train(session, train_config(args))
         sys.stdout.write(f"training job: {name}\n")
     elif args.command == "deploy":
-        config = job.DeployConfig(
-            model=args.model,
-            role=args.role,
-            endpoint_name=args.endpoint_name,
-            instance_type=args.instance_type,
-            instance_count=args.instance_count,
-            serverless_memory_mb=args.serverless_memory,
-            serverless_max_concurrency=args.serverless_concurrency,
-            image_uri=args.image_uri,
-            transformers_version=args.transformers_version,
-            pytorch_version=args.pytorch_version,
-            py_version=args.py_version,
-            env={k: str(v) for k, v in _pairs(args.env, "--env").items()},
-            wait=args.wait,
-        )
-        predictor = job.deploy(session, config)
+        predictor = deploy(session, config_from(args, DeployConfig))
         sys.stdout.write(f"endpoint: {predictor.endpoint_name}\n")
     elif args.command == "predict":
-        columns = [c.strip() for c in args.text_column_names.split(",")]
-        if args.file:
-            records = read_records(args.file, columns)
-        elif args.text is not None:
-            records = [{columns[0]: args.text, **({columns[1]: args.pair} if args.pair else {})}]
-        else:
-            raise job.LaunchError("predict needs --file or --text")
-        parameters = {
-            k: v for k, v in {"threshold": args.threshold, "top_k": args.top_k}.items() if v is not None
-        }
-        for result in job.predict(session, args.endpoint_name, records, parameters):
+        flags = config_from(args, PredictFlags)
+        for result in predict(session, flags.endpoint_name, flags.records(), flags.parameters()):
             sys.stdout.write(json.dumps(result) + "\n")
     elif args.command == "batch":
-        name = job.batch_transform(
-            session, args.model_name, args.input, args.output, args.instance_type, args.wait
+        flags = config_from(args, BatchFlags)
+        name = batch_transform(
+            session, flags.model_name, flags.input, flags.output, flags.instance_type, flags.wait
         )
         sys.stdout.write(f"transform job: {name}\n")
     elif args.command == "delete":
-        for item in job.delete(session, args.endpoint_name):
+        for item in delete(session, config_from(args, DeleteFlags).endpoint_name):
             sys.stdout.write(f"deleted {item}\n")
 
 
@@ -239,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         run(args)
-    except (job.LaunchError, InputError) as err:  # bad data or arguments
+    except (LaunchError, InputError) as err:  # bad data or arguments
         logger.error("%s", err)
         return EXIT_USER_ERROR
     return 0

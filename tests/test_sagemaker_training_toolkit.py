@@ -18,7 +18,7 @@ import torch
 from multilabel.job_source import stage_job_source
 from tests.helpers import DATA, LABELS, clean_env, files_under
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # the toolkit runs train.py in a subprocess
 
 
 def write_sagemaker_tree(base: Path, hyperparameters: dict, source_dir: Path) -> None:
