@@ -15,8 +15,9 @@ import logging
 import sys
 
 from multilabel.arguments import parse_arguments
+from multilabel.csv_files import DataValidationError
 from multilabel.errors import UsageError
-from multilabel.schema import ArgumentError, DataValidationError
+from multilabel.schema import ArgumentError
 
 logger = logging.getLogger("train")
 

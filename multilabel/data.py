@@ -1,6 +1,6 @@
 """CSV files -> `datasets.Dataset` -> tokenised features, plus the validation split.
 
-Rows are read by the same parser that validated them (`schema.iter_records`), so what
+Rows are read by the same parser that validated them (`csv_files.iter_records`), so what
 was checked is exactly what is trained on. Datasets are written as Arrow files and
 memory-mapped, so memory stays bounded however large the CSV is.
 """
@@ -17,8 +17,9 @@ from datasets import Dataset, Features, Sequence, Value
 from transformers import PreTrainedTokenizerBase
 
 from multilabel.checkpoints import file_sha256
+from multilabel.csv_files import iter_records, list_csv_files
 from multilabel.pair_encoding import TruncationError, encode_pairs
-from multilabel.schema import ColumnSpec, LabelSchema, iter_records, list_csv_files
+from multilabel.schema import ColumnSpec, LabelSchema
 
 logger = logging.getLogger(__name__)
 
@@ -26,7 +27,7 @@ LABELS = "labels"
 
 
 def _generate_rows(
-    paths: list[str], text_columns: list[str], schema: dict, fingerprint: list[str], encoding: str = "utf-8"
+    paths: list[str], spec: ColumnSpec, schema: LabelSchema, fingerprint: list[str]
 ) -> Iterator[dict]:
     """Rows of already validated files, labels as multi-hot floats.
 
@@ -34,12 +35,12 @@ def _generate_rows(
     key: a file replaced in place, even with the same size and mtime, is read afresh.
     """
     del fingerprint
-    label_schema = LabelSchema(**schema)
-    n_text = len(text_columns)
+    n_text = len(spec.text_columns)
+    columns = [*spec.text_columns, *schema.label_columns]
     for path in paths:
-        for _, _, cells in iter_records(Path(path), [*text_columns, *label_schema.label_columns], encoding):
-            row = dict(zip(text_columns, cells[:n_text], strict=False))
-            row[LABELS] = label_schema.encode(cells[n_text:])
+        for _, _, cells in iter_records(Path(path), columns, spec.encoding):
+            row = dict(zip(spec.text_columns, cells[:n_text], strict=True))
+            row[LABELS] = schema.encode(cells[n_text:])
             yield row
 
 
@@ -57,14 +58,9 @@ def load_split(
         cache_dir=cache_dir,
         gen_kwargs={
             "paths": paths,
-            "text_columns": list(spec.text_columns),
-            "schema": {
-                "label_format": schema.label_format,
-                "label_columns": list(schema.label_columns),
-                "label_names": list(schema.label_names),
-            },
+            "spec": spec,
+            "schema": schema,
             "fingerprint": [file_sha256(p) for p in paths],
-            "encoding": spec.encoding,
         },
     )
     logger.info("loaded %s: %d rows", where, len(dataset))

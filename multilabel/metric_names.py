@@ -1,33 +1,55 @@
-"""The metric names train.py logs, shared with launch.py's SageMaker metric definitions.
+"""The metric names, the lines train.py logs them in, and the metric that picks the best checkpoint.
 
-train.py logs every Trainer log event as one line, `metrics step=N name=value ...`
-(see `training.MetricLogCallback`), so a metric's regex is ` name=(number)`.
+`metrics.multilabel_metrics` builds its keys from the names here; launch.py's SageMaker
+metric definitions match the lines written here. Every Trainer log event becomes one line,
+`metrics step=N name=value ...`, and the end of a run one `final name=value ...` line, so a
+metric's regex is ` name=(number)`. Standard library only.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
-# Aggregate metrics computed at every evaluation (metrics.multilabel_metrics).
+# Aggregate metrics, in the order they are computed and logged: F1 over every averaging,
+# precision and recall, exact-match accuracy and Hamming loss of the thresholded
+# decisions; then the threshold-free ranking scores.
+F1_AVERAGES = ("micro", "macro", "weighted", "samples")
+PRECISION_RECALL_AVERAGES = ("micro", "macro")
+SUBSET_ACCURACY = "subset_accuracy"
+HAMMING_LOSS = "hamming_loss"
+RANKING_AVERAGES = ("micro", "macro")
+ROC_AUC = "roc_auc"  # left out where no label has both classes
+AVERAGE_PRECISION = "average_precision"  # always present (NaN where undefined)
+
+
+def averaged(average: str, score: str) -> str:
+    """The key of a score averaged over labels: `micro_f1`, `macro_average_precision`, ..."""
+    return f"{average}_{score}"
+
+
 AGGREGATE = (
-    "micro_f1",
-    "macro_f1",
-    "weighted_f1",
-    "samples_f1",
-    "micro_precision",
-    "micro_recall",
-    "macro_precision",
-    "macro_recall",
-    "subset_accuracy",
-    "hamming_loss",
-    "micro_roc_auc",
-    "macro_roc_auc",
-    "micro_average_precision",
-    "macro_average_precision",
+    *(averaged(a, "f1") for a in F1_AVERAGES),
+    *(averaged(a, s) for a in PRECISION_RECALL_AVERAGES for s in ("precision", "recall")),
+    SUBSET_ACCURACY,
+    HAMMING_LOSS,
+    *(averaged(a, ROC_AUC) for a in RANKING_AVERAGES),
+    *(averaged(a, AVERAGE_PRECISION) for a in RANKING_AVERAGES),
 )
+# Per label, in this order, after the aggregates: `<metric>_<label name>`.
 PER_LABEL = ("precision", "recall", "f1", "support")
 TRAINING = ("loss", "learning_rate", "grad_norm", "epoch", "train_loss", "train_samples_per_second")
+
+# The metric the best checkpoint is chosen by (Trainer prefixes it with "eval_"). It does
+# not depend on thresholds, which are tuned only after training: F1 at 0.5 would favour
+# checkpoints that happen to be calibrated near 0.5 for the frequent labels.
+BEST_METRIC = averaged("macro", AVERAGE_PRECISION)
+
+# Results of the validation split carry Trainer's prefix; metrics at the default threshold
+# (before tuning) are kept beside the tuned ones as `<prefix>_untuned_<name>`.
+EVAL_PREFIX = "eval"
+UNTUNED = "untuned"
+
 NUMBER = r"([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)"
 # SageMaker accepts at most 40 metric definitions per training job.
 MAX_DEFINITIONS = 40
@@ -37,11 +59,41 @@ def per_label_key(metric: str, label: str) -> str:
     return f"{metric}_{label}"
 
 
+def split_prefix(split: str) -> str:
+    """The prefix of a split's results: `eval` for validation (as Trainer names it), else the split."""
+    return EVAL_PREFIX if split == "validation" else split
+
+
+def split_results(split: str, tuned: Mapping[str, float], untuned: Mapping[str, float]) -> dict[str, float]:
+    """One split's results file: `<prefix>_<name>` at the tuned thresholds, then `<prefix>_untuned_<name>`."""
+    prefix = split_prefix(split)
+    return {
+        **{f"{prefix}_{k}": v for k, v in tuned.items()},
+        **{f"{prefix}_{UNTUNED}_{k}": v for k, v in untuned.items()},
+    }
+
+
+def format_metrics(values: Mapping[str, float]) -> str:
+    """`name=value` pairs of the numeric values; the form that SageMaker metric definitions match."""
+    return " ".join(f"{k}={v:.6g}" for k, v in values.items() if isinstance(v, (int, float)))
+
+
+def step_line(step: int, values: Mapping[str, float]) -> str:
+    """The line logged for each Trainer log event: `metrics step=N name=value ...`."""
+    return f"metrics step={step:d} {format_metrics(values)}"
+
+
+def final_line(values: Mapping[str, float]) -> str:
+    """The line logged at the end of a run: `final name=value ...`, the untuned metrics left out."""
+    return "final " + format_metrics({k: v for k, v in values.items() if f"_{UNTUNED}_" not in k})
+
+
 def metric_definitions(label_names: Sequence[str] = (), test: bool = False) -> list[dict[str, str]]:
     """SageMaker `metric_definitions` for train.py's log: training, eval (and test) metrics,
     then per-label eval F1 while there is room under SageMaker's limit of 40."""
-    names = [*TRAINING, "eval_loss", *(f"eval_{m}" for m in AGGREGATE)]
+    eval_ = f"{EVAL_PREFIX}_"
+    names = [*TRAINING, f"{eval_}loss", *(eval_ + m for m in AGGREGATE)]
     if test:
         names += [f"test_{m}" for m in ("micro_f1", "macro_f1", "micro_precision", "micro_recall")]
-    names += [f"eval_{per_label_key('f1', label)}" for label in label_names]
+    names += [eval_ + per_label_key("f1", label) for label in label_names]
     return [{"Name": name, "Regex": f" {re.escape(name)}={NUMBER}"} for name in names[:MAX_DEFINITIONS]]

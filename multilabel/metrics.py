@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from sklearn.metrics import (
@@ -20,13 +21,11 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
+from multilabel import metric_names
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_THRESHOLD = 0.5
-# The metric the best checkpoint is chosen by (Trainer prefixes it with "eval_"). It does
-# not depend on thresholds, which are tuned only after training: F1 at 0.5 would favour
-# checkpoints that happen to be calibrated near 0.5 for the frequent labels.
-BEST_METRIC = "macro_average_precision"
 
 
 def sigmoid(logits: np.ndarray) -> np.ndarray:
@@ -46,43 +45,66 @@ def multilabel_metrics(
     thresholds: np.ndarray | float = DEFAULT_THRESHOLD,
     label_names: Sequence[str] | None = None,
 ) -> dict[str, float]:
-    """Aggregate and per-label metrics of thresholded predictions.
+    """Aggregate and per-label metrics of thresholded predictions, keyed as `metric_names` says.
 
-    Keys: micro/macro/weighted/samples F1, micro/macro precision and recall, subset
-    accuracy, Hamming loss, micro/macro ROC-AUC (over labels where both classes occur),
-    then `<metric>_<label name>` for precision, recall, F1 and support of each label.
+    First `metric_names.AGGREGATE`, in that order: micro/macro/weighted/samples F1,
+    micro/macro precision and recall, subset accuracy, Hamming loss, micro/macro ROC-AUC
+    (only where some label has both classes) and average precision; then, label by label,
+    `metric_names.PER_LABEL` (precision, recall, F1, support) as `<metric>_<label name>`.
     """
     y_true = (np.asarray(labels) >= 0.5).astype(np.int64)
     y_pred = decide(probs, thresholds)
-    names = list(label_names) if label_names is not None else [str(i) for i in range(y_true.shape[1])]
+    label_names = list(label_names) if label_names is not None else [str(i) for i in range(y_true.shape[1])]
     out: dict[str, float] = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # ill-defined scores are reported as 0, by design
-        for avg in ("micro", "macro", "weighted", "samples"):
-            out[f"{avg}_f1"] = f1_score(y_true, y_pred, average=avg, zero_division=0)
-        for avg in ("micro", "macro"):
+        for avg in metric_names.F1_AVERAGES:
+            out[metric_names.averaged(avg, "f1")] = f1_score(y_true, y_pred, average=avg, zero_division=0)
+        for avg in metric_names.PRECISION_RECALL_AVERAGES:
             p, r, _, _ = precision_recall_fscore_support(y_true, y_pred, average=avg, zero_division=0)
-            out[f"{avg}_precision"], out[f"{avg}_recall"] = p, r
-        out["subset_accuracy"] = float(np.mean(np.all(y_true == y_pred, axis=1)))
-        out["hamming_loss"] = hamming_loss(y_true, y_pred)
+            out[metric_names.averaged(avg, "precision")], out[metric_names.averaged(avg, "recall")] = p, r
+        out[metric_names.SUBSET_ACCURACY] = float(np.mean(np.all(y_true == y_pred, axis=1)))
+        out[metric_names.HAMMING_LOSS] = hamming_loss(y_true, y_pred)
         defined = (y_true.min(axis=0) == 0) & (y_true.max(axis=0) == 1)
         if defined.any():
-            out["micro_roc_auc"] = roc_auc_score(y_true[:, defined], probs[:, defined], average="micro")
-            out["macro_roc_auc"] = roc_auc_score(y_true[:, defined], probs[:, defined], average="macro")
-        for avg in ("micro", "macro"):
+            for avg in metric_names.RANKING_AVERAGES:
+                out[metric_names.averaged(avg, metric_names.ROC_AUC)] = roc_auc_score(
+                    y_true[:, defined], probs[:, defined], average=avg
+                )
+        for avg in metric_names.RANKING_AVERAGES:
             # Always present, as the best-checkpoint metric; NaN when no label is defined.
-            out[f"{avg}_average_precision"] = (
+            out[metric_names.averaged(avg, metric_names.AVERAGE_PRECISION)] = (
                 average_precision_score(y_true[:, defined], probs[:, defined], average=avg)
                 if defined.any()
                 else float("nan")
             )
-        p, r, f, s = precision_recall_fscore_support(y_true, y_pred, average=None, zero_division=0)
-    for i, name in enumerate(names):
-        out[f"precision_{name}"] = p[i]
-        out[f"recall_{name}"] = r[i]
-        out[f"f1_{name}"] = f[i]
-        out[f"support_{name}"] = s[i]
+        per_label = precision_recall_fscore_support(y_true, y_pred, average=None, zero_division=0)
+    for i, name in enumerate(label_names):
+        for metric, values in zip(metric_names.PER_LABEL, per_label, strict=True):
+            out[metric_names.per_label_key(metric, name)] = values[i]
     return {k: float(v) for k, v in out.items()}
+
+
+@dataclass(frozen=True)
+class SplitEvaluation:
+    """One split's probabilities and labels, with its metrics at the tuned thresholds and at 0.5."""
+
+    probs: np.ndarray
+    labels: np.ndarray
+    tuned: dict[str, float]
+    untuned: dict[str, float]
+
+
+def evaluate_split(
+    probs: np.ndarray, labels: np.ndarray, thresholds: np.ndarray, label_names: Sequence[str]
+) -> SplitEvaluation:
+    """`multilabel_metrics` at `thresholds` and at DEFAULT_THRESHOLD, computed once for every report."""
+    return SplitEvaluation(
+        probs=probs,
+        labels=labels,
+        tuned=multilabel_metrics(probs, labels, thresholds, label_names),
+        untuned=multilabel_metrics(probs, labels, DEFAULT_THRESHOLD, label_names),
+    )
 
 
 def best_f1_threshold(probs: np.ndarray, truth: np.ndarray) -> float:

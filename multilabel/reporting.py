@@ -1,19 +1,68 @@
-"""Human-readable outputs of a run: per-row predictions, a per-label report and its plot."""
+"""What a run writes into its output-data directory: metrics, per-row predictions, a per-label
+report and its plot, all from the metrics that evaluation already computed."""
 
 from __future__ import annotations
 
 import csv
+import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from multilabel import metrics
+from multilabel.metric_names import per_label_key, split_prefix, split_results
+from multilabel.run_paths import SPLITS
 
 logger = logging.getLogger(__name__)
 
 LABEL_SEPARATOR = "|"
+EVALUATED_SPLITS = tuple(s for s in SPLITS if s != "train")
+# Every file a run writes into the output-data directory; a run deletes the ones it
+# does not write, so the folder never mixes two runs' results.
+OUTPUT_DATA_FILES = (
+    *(f"{prefix}_results.json" for prefix in ("all", *map(split_prefix, SPLITS))),
+    *(f"{split}_predictions.csv" for split in EVALUATED_SPLITS),
+    "label_report.md",
+    "label_report.png",
+)
+
+
+def run_results(
+    train_metrics: Mapping[str, float], evaluations: Mapping[str, metrics.SplitEvaluation]
+) -> dict[str, dict[str, float]]:
+    """The metrics of each `<prefix>_results.json`: train's, then each evaluated split's."""
+    return {
+        "train": dict(train_metrics),
+        **{split_prefix(split): split_results(split, e.tuned, e.untuned) for split, e in evaluations.items()},
+    }
+
+
+def write_results(
+    output_dir: Path,
+    results: Mapping[str, Mapping[str, float]],
+    evaluations: Mapping[str, metrics.SplitEvaluation],
+    thresholds: np.ndarray,
+    label_names: Sequence[str],
+) -> None:
+    """Metrics, per-row predictions and the per-label report (test set, else validation)."""
+    save_metrics(output_dir, results)
+    for split, evaluation in evaluations.items():
+        write_predictions(output_dir / f"{split}_predictions.csv", evaluation.probs, thresholds, label_names)
+    report_split = "test" if "test" in evaluations else "validation"
+    write_label_report(output_dir, report_split, evaluations[report_split], thresholds, label_names)
+
+
+def save_metrics(output_dir: Path, results: Mapping[str, Mapping[str, float]]) -> None:
+    """`<prefix>_results.json` for each entry of `results` and `all_results.json`, this run's only."""
+    merged: dict[str, float] = {}
+    for prefix, values in results.items():
+        (output_dir / f"{prefix}_results.json").write_text(
+            json.dumps(dict(values), indent=4, sort_keys=True) + "\n"
+        )
+        merged.update(values)
+    (output_dir / "all_results.json").write_text(json.dumps(merged, indent=4, sort_keys=True) + "\n")
 
 
 def write_predictions(
@@ -32,20 +81,19 @@ def write_predictions(
 
 
 def label_table(
-    probs: np.ndarray, labels: np.ndarray, thresholds: np.ndarray, label_names: Sequence[str]
+    evaluation: metrics.SplitEvaluation, thresholds: np.ndarray, label_names: Sequence[str]
 ) -> list[dict[str, float | str]]:
     """Per label: support, tuned threshold, and precision / recall / F1 at 0.5 and tuned."""
-    at_half = metrics.multilabel_metrics(probs, labels, metrics.DEFAULT_THRESHOLD, label_names)
-    tuned = metrics.multilabel_metrics(probs, labels, thresholds, label_names)
+    tuned, at_half = evaluation.tuned, evaluation.untuned
     return [
         {
             "label": name,
-            "support": int(tuned[f"support_{name}"]),
+            "support": int(tuned[per_label_key("support", name)]),
             "threshold": float(thresholds[i]),
-            "f1_at_0.5": at_half[f"f1_{name}"],
-            "precision": tuned[f"precision_{name}"],
-            "recall": tuned[f"recall_{name}"],
-            "f1": tuned[f"f1_{name}"],
+            "f1_at_0.5": at_half[per_label_key("f1", name)],
+            "precision": tuned[per_label_key("precision", name)],
+            "recall": tuned[per_label_key("recall", name)],
+            "f1": tuned[per_label_key("f1", name)],
         }
         for i, name in enumerate(label_names)
     ]
@@ -54,15 +102,14 @@ def label_table(
 def write_label_report(
     output_dir: Path,
     split: str,
-    probs: np.ndarray,
-    labels: np.ndarray,
+    evaluation: metrics.SplitEvaluation,
     thresholds: np.ndarray,
     label_names: Sequence[str],
 ) -> None:
     """`label_report.md` (a table per label) and `label_report.png` (F1 before/after tuning)."""
-    rows = label_table(probs, labels, thresholds, label_names)
+    rows = label_table(evaluation, thresholds, label_names)
     lines = [
-        f"# Per-label results on the {split} set ({len(labels)} rows)",
+        f"# Per-label results on the {split} set ({len(evaluation.labels)} rows)",
         "",
         "| label | support | threshold | F1 at 0.5 | precision | recall | F1 |",
         "|---|---:|---:|---:|---:|---:|---:|",

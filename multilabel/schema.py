@@ -1,7 +1,8 @@
-"""Column configuration, label formats and CSV validation.
+"""Column configuration, label formats and validation of the input CSV files.
 
-Pure standard library, so that `launch.py` can validate a user's files on a laptop
-without torch, datasets or pandas, with exactly the rules that `train.py` applies.
+Pure standard library (the files are read by `csv_files`), so that `launch.py` can
+validate a user's files on a laptop without torch, datasets or pandas, with exactly the
+rules that `train.py` applies.
 
 Two label formats are understood:
 
@@ -14,18 +15,21 @@ Two label formats are understood:
 
 from __future__ import annotations
 
-import codecs
-import csv
 import logging
 import math
 import os
-import sys
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from multilabel.errors import UsageError
+from multilabel.csv_files import (
+    DEFAULT_ENCODING,
+    DataValidationError,
+    InputError,
+    iter_records,
+    list_csv_files,
+    read_header,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -40,29 +44,6 @@ _TRUE = {"1", "true", "1.0"}
 _FALSE = {"0", "false", "0.0"}
 _MAX_LISTED_ROWS = 10
 _OTHER_DELIMITERS = (";", "\t", "|")
-DEFAULT_ENCODING = "utf-8"
-
-# Long descriptions are common; the csv module's default 128 KiB cap is not a data rule.
-csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
-
-
-class InputError(UsageError):
-    """Every problem found in what the user gave, raised once, one problem a line (exit 2)."""
-
-    subject = "the input"
-
-    def __init__(self, problems: Sequence[str]):
-        self.problems = list(problems)
-        super().__init__(
-            f"{len(self.problems)} problem(s) in {self.subject}:\n"
-            + "\n".join(f"  - {p}" for p in self.problems)
-        )
-
-
-class DataValidationError(InputError):
-    """Every problem found in the input files."""
-
-    subject = "the input data"
 
 
 class ArgumentError(InputError):
@@ -161,84 +142,6 @@ class FileReport:
     warnings: list[str] = field(default_factory=list)
     label_values: set[str] = field(default_factory=set)
     positives: dict[str, int] = field(default_factory=dict)
-
-
-def list_csv_files(path: str | os.PathLike) -> list[Path]:
-    """A CSV file, or every ``*.csv`` in a directory (a SageMaker channel), sorted."""
-    p = Path(path)
-    if p.is_dir():
-        files = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() == ".csv")
-        if not files:
-            raise DataValidationError([f"{p}: directory holds no .csv file"])
-        return files
-    if not p.is_file():
-        raise DataValidationError([f"{p}: no such file or directory"])
-    return [p]
-
-
-def _decoding_problem(path: Path, encoding: str, error: UnicodeDecodeError) -> str:
-    """Where `path` first fails to decode (line and byte), and how to fix it."""
-    decoder = codecs.getincrementaldecoder(_codec(encoding))()
-    place = f": {error.reason}"
-    with open(path, "rb") as fh:
-        for line_number, line in enumerate(fh, start=1):
-            try:
-                decoder.decode(line)
-            except UnicodeDecodeError as err:
-                bad = err.object[err.start : err.end]
-                place = f", line {line_number}: byte 0x{bad.hex()} (byte {err.start + 1} of the line)"
-                break
-    return (
-        f"{path}{place} is not valid {encoding}; save the file as UTF-8, or pass its encoding "
-        "with --encoding (for example --encoding cp1252 for Windows Western European text)"
-    )
-
-
-def _codec(encoding: str) -> str:
-    """The codec to open CSVs with: UTF-8 accepts (and drops) a byte order mark."""
-    return "utf-8-sig" if codecs.lookup(encoding).name == "utf-8" else encoding
-
-
-@contextmanager
-def open_csv(path: Path, encoding: str = DEFAULT_ENCODING) -> Iterator[Iterator[list[str]]]:
-    """A csv reader over `path`; undecodable bytes become a `DataValidationError` naming the line."""
-    reader = None
-    try:
-        with open(path, newline="", encoding=_codec(encoding)) as fh:
-            reader = csv.reader(fh)
-            yield reader
-    except UnicodeDecodeError as err:
-        raise DataValidationError([_decoding_problem(path, encoding, err)]) from None
-    except csv.Error as err:
-        line = f", line {reader.line_num}" if reader else ""
-        raise DataValidationError([f"{path}{line}: not a readable CSV file: {err}"]) from None
-
-
-def read_header(path: Path, encoding: str = DEFAULT_ENCODING) -> list[str]:
-    """The header row of a CSV file ([] for an empty file)."""
-    with open_csv(path, encoding) as reader:
-        return next(reader, [])
-
-
-def iter_records(
-    path: Path, columns: Sequence[str], encoding: str = DEFAULT_ENCODING
-) -> Iterator[tuple[int, int, list[str] | None]]:
-    """Yield (row number, file line, the row's cells in `columns` order) for each data row.
-
-    Row numbers count data rows from 1 (the header is row 0). A row whose field count
-    differs from the header's yields ``None`` as its cells, for the caller to report.
-    """
-    with open_csv(path, encoding) as reader:
-        header = next(reader, [])
-        positions = [header.index(c) for c in columns]
-        width = len(header)
-        for row_number, row in enumerate(reader, start=1):
-            if not row:  # the csv module yields [] for a blank line
-                continue
-            if len(row) != width:
-                yield row_number, reader.line_num, None
-            else:
-                yield row_number, reader.line_num, [row[i] for i in positions]
 
 
 def _row_list(rows: Sequence[int]) -> str:

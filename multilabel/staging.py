@@ -12,7 +12,7 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from multilabel.errors import UsageError
@@ -41,6 +41,44 @@ def check_writable(path: str | Path, what: str) -> None:
                 pass
     except OSError as err:
         raise OutputLocationError(f"{what} {path} cannot be written: {err.strerror or err}") from None
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def check_output_locations(
+    model_dir: str, output_data_dir: str, checkpoint_dir: str, data_files: Mapping[str, str | None]
+) -> None:
+    """Every output location is writable, and replacing the model folder destroys nothing else.
+
+    The model folder is replaced whole at the end of a run, so checkpoints, results and
+    input files must not live inside it, and an existing folder must be a model folder.
+    """
+    model = Path(model_dir).resolve()
+    for path, what in (
+        (checkpoint_dir, "--output_dir (checkpoints)"),
+        (output_data_dir, "--output_data_dir"),
+    ):
+        if _inside(Path(path).resolve(), model):
+            raise OutputLocationError(
+                f"{what} {path} is inside --model_dir {model_dir}, which becomes model.tar.gz "
+                "and is replaced whole at the end of the run; choose a folder outside it."
+            )
+    for split, where in data_files.items():
+        if where and _inside(Path(where).resolve(), model):
+            raise OutputLocationError(
+                f"the {split} data {where} is inside --model_dir {model_dir}, which is replaced "
+                "at the end of the run; move the data or choose another --model_dir."
+            )
+    if model.is_dir() and any(model.iterdir()) and not (model / "config.json").is_file():
+        raise OutputLocationError(
+            f"--model_dir {model_dir} holds files but no config.json: it is not a model folder, and "
+            "the run would replace it. Choose a new or empty folder."
+        )
+    check_writable(model_dir, "--model_dir")
+    check_writable(output_data_dir, "--output_data_dir")
+    check_writable(checkpoint_dir, "--output_dir (checkpoints)")
 
 
 def staging_dir(target: str | Path) -> Path:
@@ -98,6 +136,34 @@ def replace_files(staged: Path, target: str | Path, owned: Iterable[str]) -> Non
     for name in sorted(new):
         os.replace(staged / name, target / name)
     staged.rmdir()
+
+
+def publish(
+    model_dir: str | Path,
+    output_data_dir: str | Path,
+    write_model: Callable[[Path], None],
+    write_data: Callable[[Path], None],
+    data_files: Iterable[str],
+) -> None:
+    """Write the model and the results into staging folders, then swap both into place.
+
+    Nothing that was at `model_dir` changes unless every file of the new model was
+    written; results go first (`data_files` names every file a run owns there), the
+    model last, so a failure leaves the old model.
+    """
+    staged_model = staged_data = None
+    try:
+        staged_model = staging_dir(model_dir)
+        staged_data = staging_dir(output_data_dir)
+        write_model(staged_model)
+        write_data(staged_data)
+        replace_files(staged_data, output_data_dir, data_files)
+        staged_data = None
+        replace_dir(staged_model, model_dir)
+        staged_model = None
+    finally:
+        discard(staged_model)
+        discard(staged_data)
 
 
 def discard(staged: Path | None) -> None:

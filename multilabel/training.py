@@ -1,14 +1,14 @@
 """The training pipeline: validated CSVs -> fine-tuned multi-label model directory.
 
-Each step is a function; `run` calls them in order. See train.py for the command line.
+Each step is a function; `run` calls them in order. See train.py for the command line;
+`reporting` writes the results, `staging` swaps them and the model into place.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,24 +32,17 @@ from transformers import (
 from transformers.trainer_pt_utils import LengthGroupedSampler
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from multilabel import checkpoints, data, metrics, reporting, staging
+from multilabel import checkpoints, data, metric_names, metrics, reporting, staging
 from multilabel.arguments import DataArguments, ModelArguments
 from multilabel.artifact import ClassifierConfig, copy_serving_code
+from multilabel.csv_files import list_csv_files
 from multilabel.errors import UsageError
 from multilabel.pair_encoding import TruncationError
 from multilabel.run_paths import SPLITS, RunPaths, resolve_run_paths
-from multilabel.schema import ColumnSpec, LabelSchema, list_csv_files, validate_files
+from multilabel.schema import ColumnSpec, LabelSchema, validate_files
 
 logger = logging.getLogger(__name__)
 
-# Every file a run writes into the output-data directory; a run deletes the ones it
-# does not write, so the folder never mixes two runs' results.
-OUTPUT_DATA_FILES = (
-    *(f"{prefix}_results.json" for prefix in ("all", "train", "eval", "test")),
-    *(f"{split}_predictions.csv" for split in ("validation", "test")),
-    "label_report.md",
-    "label_report.png",
-)
 # TrainingArguments that shape the model or its schedule: a checkpoint is resumed only
 # by a run that agrees on all of them (and on the data, labels and base model).
 SCHEDULE_ARGUMENTS = (
@@ -128,7 +121,7 @@ class MetricLogCallback(TrainerCallback):
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if state.is_world_process_zero and logs:
-            logger.info("metrics step=%d %s", state.global_step, format_metrics(logs))
+            logger.info("%s", metric_names.step_line(state.global_step, logs))
 
 
 class SyncBestCheckpointCallback(TrainerCallback):
@@ -148,11 +141,6 @@ class SyncBestCheckpointCallback(TrainerCallback):
             )
 
 
-def format_metrics(values: Mapping[str, float]) -> str:
-    """`name=value` pairs; the form that SageMaker metric definitions match."""
-    return " ".join(f"{k}={v:.6g}" for k, v in values.items() if isinstance(v, (int, float)))
-
-
 def resolve_data_files(data_args: DataArguments, paths: RunPaths) -> dict[str, str | None]:
     """Each split's file or directory: the flag if given, else its SageMaker channel."""
     given = {
@@ -164,45 +152,7 @@ def resolve_data_files(data_args: DataArguments, paths: RunPaths) -> dict[str, s
 
 
 class TrainingSetupError(UsageError):
-    """An output location or a schedule that cannot work; reported before training."""
-
-
-def _inside(path: Path, folder: Path) -> bool:
-    return path == folder or folder in path.parents
-
-
-def check_output_locations(
-    model_dir: str, output_data_dir: str, checkpoint_dir: str, data_files: Mapping[str, str | None]
-) -> None:
-    """Every output location is writable, and replacing the model folder destroys nothing else.
-
-    The model folder is replaced whole at the end of a run, so checkpoints, results and
-    input files must not live inside it, and an existing folder must be a model folder.
-    """
-    model = Path(model_dir).resolve()
-    for path, what in (
-        (checkpoint_dir, "--output_dir (checkpoints)"),
-        (output_data_dir, "--output_data_dir"),
-    ):
-        if _inside(Path(path).resolve(), model):
-            raise TrainingSetupError(
-                f"{what} {path} is inside --model_dir {model_dir}, which becomes model.tar.gz "
-                "and is replaced whole at the end of the run; choose a folder outside it."
-            )
-    for split, where in data_files.items():
-        if where and _inside(Path(where).resolve(), model):
-            raise TrainingSetupError(
-                f"the {split} data {where} is inside --model_dir {model_dir}, which is replaced "
-                "at the end of the run; move the data or choose another --model_dir."
-            )
-    if model.is_dir() and any(model.iterdir()) and not (model / "config.json").is_file():
-        raise TrainingSetupError(
-            f"--model_dir {model_dir} holds files but no config.json: it is not a model folder, and "
-            "the run would replace it. Choose a new or empty folder."
-        )
-    staging.check_writable(model_dir, "--model_dir")
-    staging.check_writable(output_data_dir, "--output_data_dir")
-    staging.check_writable(checkpoint_dir, "--output_dir (checkpoints)")
+    """A schedule or a truncation mode that cannot work; reported before training."""
 
 
 def training_steps(train_rows: int, args: TrainingArguments) -> int:
@@ -229,7 +179,7 @@ def tokenize_splits(
     spec: ColumnSpec,
     max_length: int,
     data_args: DataArguments,
-) -> dict[str, Dataset]:
+) -> Splits:
     """Each split tokenised; rows that the truncation mode cannot fit are refused by split."""
     tokenised = {}
     for split, dataset in raw.items():
@@ -244,7 +194,7 @@ def tokenize_splits(
             )
         except TruncationError as err:
             raise TrainingSetupError(f"{split} data: {err}") from None
-    return tokenised
+    return Splits(tokenised["train"], tokenised["validation"], tokenised.get("test"))
 
 
 def run_fingerprint(
@@ -279,17 +229,15 @@ def run_fingerprint(
 
 def load_datasets(
     files: Mapping[str, str | None],
-    data_args: DataArguments,
+    spec: ColumnSpec,
     schema: LabelSchema,
+    validation_split_size: float,
     seed: int,
 ) -> dict[str, Dataset]:
     """Read the validated files; split validation off train when no file is given."""
-    spec = data_args.column_spec()
     raw = {split: data.load_split(where, spec, schema) for split, where in files.items() if where}
     if "validation" not in raw:
-        raw["train"], raw["validation"] = data.stratified_split(
-            raw["train"], data_args.validation_split_size, seed
-        )
+        raw["train"], raw["validation"] = data.stratified_split(raw["train"], validation_split_size, seed)
     return raw
 
 
@@ -329,14 +277,13 @@ def effective_max_length(requested: int, tokenizer: PreTrainedTokenizerBase, mod
     return length
 
 
-def compute_pos_weight(train: Dataset, mode: str, cap: float) -> torch.Tensor | None:
-    """negatives / positives per label from train ('auto') or its square root ('sqrt'),
-    capped; None when mode is 'none'."""
+def compute_pos_weight(train_labels: np.ndarray, mode: str, cap: float) -> torch.Tensor | None:
+    """negatives / positives per label of the training label matrix ('auto') or its square
+    root ('sqrt'), capped; None when mode is 'none'."""
     if mode == "none":
         return None
-    labels = data.label_matrix(train)
-    positives = labels.sum(axis=0)
-    ratio = (len(labels) - positives) / np.maximum(positives, 1.0)
+    positives = train_labels.sum(axis=0)
+    ratio = (len(train_labels) - positives) / np.maximum(positives, 1.0)
     weight = np.clip(np.sqrt(ratio) if mode == "sqrt" else ratio, 1.0, cap)
     logger.info("pos_weight per label: %s", np.round(weight, 2).tolist())
     return torch.tensor(weight, dtype=torch.float32)
@@ -358,7 +305,9 @@ def classification_layer(model: PreTrainedModel) -> torch.nn.Linear:
     return layers[-1]
 
 
-def initialise_head_bias(model: PreTrainedModel, train: Dataset, pos_weight: torch.Tensor | None) -> None:
+def initialise_head_bias(
+    model: PreTrainedModel, train_labels: np.ndarray, pos_weight: torch.Tensor | None
+) -> None:
     """Start each label's logit at the constant that minimises the training loss.
 
     With frequency p and positive weight w that constant is log(w * p / (1 - p)): the
@@ -368,10 +317,9 @@ def initialise_head_bias(model: PreTrainedModel, train: Dataset, pos_weight: tor
     pass before a rare label's bias reaches its prior (-3.4 for a label on 3 % of rows),
     and until then the encoder's updates go into undoing the wrong starting point.
     """
-    labels = data.label_matrix(train)
     # A label that is never (always) on counts as half a row on (off): a finite bias.
-    half_row = 0.5 / len(labels)
-    frequency = np.clip(labels.mean(axis=0, dtype=np.float64), half_row, 1.0 - half_row)
+    half_row = 0.5 / len(train_labels)
+    frequency = np.clip(train_labels.mean(axis=0, dtype=np.float64), half_row, 1.0 - half_row)
     weight = pos_weight.numpy().astype(np.float64) if pos_weight is not None else 1.0
     bias = np.log(weight * frequency / (1.0 - frequency))
     layer = classification_layer(model)
@@ -381,6 +329,16 @@ def initialise_head_bias(model: PreTrainedModel, train: Dataset, pos_weight: tor
     with torch.no_grad():
         layer.bias.copy_(torch.as_tensor(bias, dtype=layer.bias.dtype))
     logger.info("classification bias initialised from label frequencies: %s", np.round(bias, 2).tolist())
+
+
+def prepare_head(
+    model: PreTrainedModel, train_labels: np.ndarray, model_args: ModelArguments
+) -> torch.Tensor | None:
+    """The loss's positive weights (`--pos_weight`), and the head's starting bias (`--head_bias_init`)."""
+    pos_weight = compute_pos_weight(train_labels, model_args.pos_weight, model_args.max_pos_weight)
+    if model_args.head_bias_init == "prior":
+        initialise_head_bias(model, train_labels, pos_weight)
+    return pos_weight
 
 
 def compute_eval_metrics(label_names: list[str]):
@@ -442,26 +400,21 @@ def build_trainer(
 
 
 def evaluate_with_thresholds(
-    trainer: Trainer, splits: Splits, label_names: list[str]
-) -> tuple[np.ndarray, dict[str, dict[str, float]], dict[str, np.ndarray]]:
+    trainer: Trainer, splits: Splits, label_names: Sequence[str]
+) -> tuple[np.ndarray, dict[str, metrics.SplitEvaluation]]:
     """Tune per-label thresholds on validation; metrics before and after, per split.
 
-    Returns (thresholds, metrics by split name, test probabilities when a test set exists).
+    Returns the thresholds (in label order) and each evaluated split's probabilities,
+    labels and metrics: validation, then test when a test set exists.
     """
-    val_probs, val_labels = predict_in_order(trainer, splits.validation)
-    thresholds = metrics.tune_thresholds(val_probs, val_labels)
-    results: dict[str, dict[str, float]] = {}
-    probs = {"validation": (val_probs, val_labels)}
+    predicted = {"validation": predict_in_order(trainer, splits.validation)}
+    thresholds = metrics.tune_thresholds(*predicted["validation"])
     if splits.test is not None:
-        probs["test"] = predict_in_order(trainer, splits.test)
-    for split, (p, y) in probs.items():
-        prefix = "eval" if split == "validation" else split
-        before = metrics.multilabel_metrics(p, y, metrics.DEFAULT_THRESHOLD, label_names)
-        after = metrics.multilabel_metrics(p, y, thresholds, label_names)
-        results[prefix] = {
-            **{f"{prefix}_{k}": v for k, v in after.items()},
-            **{f"{prefix}_untuned_{k}": v for k, v in before.items()},
-        }
+        predicted["test"] = predict_in_order(trainer, splits.test)
+    evaluations = {}
+    for split, (probs, labels) in predicted.items():
+        evaluation = evaluations[split] = metrics.evaluate_split(probs, labels, thresholds, label_names)
+        before, after = evaluation.untuned, evaluation.tuned
         logger.info(
             "%s: micro-F1 %.4f -> %.4f, macro-F1 %.4f -> %.4f with tuned thresholds",
             split,
@@ -470,7 +423,7 @@ def evaluate_with_thresholds(
             before["macro_f1"],
             after["macro_f1"],
         )
-    return thresholds, results, {split: p for split, (p, _) in probs.items()}
+    return thresholds, evaluations
 
 
 def save_model_dir(
@@ -484,65 +437,6 @@ def save_model_dir(
     tokenizer.save_pretrained(model_dir)
     classifier_config.save(model_dir)
     copy_serving_code(model_dir)
-
-
-def save_metrics(output_dir: Path, results: Mapping[str, Mapping[str, float]]) -> None:
-    """`<split>_results.json` for each split and `all_results.json`, this run's only."""
-    merged: dict[str, float] = {}
-    for split, values in results.items():
-        (output_dir / f"{split}_results.json").write_text(
-            json.dumps(dict(values), indent=4, sort_keys=True) + "\n"
-        )
-        merged.update(values)
-    (output_dir / "all_results.json").write_text(json.dumps(merged, indent=4, sort_keys=True) + "\n")
-
-
-def write_results(
-    output_dir: Path,
-    results: Mapping[str, Mapping[str, float]],
-    probs: Mapping[str, np.ndarray],
-    splits: Splits,
-    thresholds: np.ndarray,
-    label_names: list[str],
-) -> None:
-    """Metrics, per-row predictions and the per-label report (test set, else validation)."""
-    save_metrics(output_dir, results)
-    for split, split_probs in probs.items():
-        reporting.write_predictions(
-            output_dir / f"{split}_predictions.csv", split_probs, thresholds, label_names
-        )
-    report_split = "test" if "test" in probs else "validation"
-    report_labels = data.label_matrix(splits.test if report_split == "test" else splits.validation)
-    reporting.write_label_report(
-        output_dir, report_split, probs[report_split], report_labels, thresholds, label_names
-    )
-
-
-def publish_outputs(
-    model_dir: str,
-    output_data_dir: str,
-    write_model: Callable[[Path], None],
-    write_data: Callable[[Path], None],
-) -> None:
-    """Write the model and the results into staging folders, then swap both into place.
-
-    Nothing that was at `model_dir` changes unless every file of the new model was
-    written; results go first, the model last, so a failure leaves the old model.
-    """
-    staged_model = staged_data = None
-    try:
-        staged_model = staging.staging_dir(model_dir)
-        staged_data = staging.staging_dir(output_data_dir)
-        write_model(staged_model)
-        write_data(staged_data)
-        staging.replace_files(staged_data, output_data_dir, OUTPUT_DATA_FILES)
-        staged_data = None
-        staging.replace_dir(staged_model, model_dir)
-        staged_model = None
-    finally:
-        staging.discard(staged_model)
-        staging.discard(staged_data)
-    logger.info("model saved to %s, results to %s", model_dir, output_data_dir)
 
 
 def resume_checkpoint(training_args: TrainingArguments, fingerprint: Mapping[str, Any]) -> str | None:
@@ -568,7 +462,7 @@ def run(
     model_dir = data_args.model_dir or paths.model_dir
     output_data_dir = data_args.output_data_dir or paths.output_data_dir
     files = resolve_data_files(data_args, paths)
-    check_output_locations(model_dir, output_data_dir, training_args.output_dir, files)
+    staging.check_output_locations(model_dir, output_data_dir, training_args.output_dir, files)
     spec = data_args.column_spec()
     schema = validate_files(files, spec, data_args.label_format, data_args.validation_split_size)
     fingerprint = run_fingerprint(files, spec, schema, model_args, data_args, training_args)
@@ -576,38 +470,38 @@ def run(
 
     set_seed(training_args.seed)
     with training_args.main_process_first(desc="loading the CSV files"):
-        raw = load_datasets(files, data_args, schema, training_args.seed)
+        raw = load_datasets(files, spec, schema, data_args.validation_split_size, training_args.seed)
     check_training_steps(len(raw["train"]), training_args)
     model, tokenizer = load_model_and_tokenizer(model_args, schema)
     max_length = effective_max_length(data_args.max_seq_length, tokenizer, model)
     with training_args.main_process_first(desc="tokenising"):
-        tokenised = tokenize_splits(raw, tokenizer, spec, max_length, data_args)
-    splits = Splits(tokenised["train"], tokenised["validation"], tokenised.get("test"))
-    pos_weight = compute_pos_weight(splits.train, model_args.pos_weight, model_args.max_pos_weight)
-    if model_args.head_bias_init == "prior":
-        initialise_head_bias(model, splits.train, pos_weight)
+        splits = tokenize_splits(raw, tokenizer, spec, max_length, data_args)
+    pos_weight = prepare_head(model, data.label_matrix(splits.train), model_args)
     pad_to_length = max_length if data_args.pad_to_max_length else None
     trainer = build_trainer(model, tokenizer, splits, training_args, pos_weight, pad_to_length)
 
     train_result = trainer.train(resume_from_checkpoint=resume)
 
-    label_names = list(schema.label_names)
-    thresholds, results, probs = evaluate_with_thresholds(trainer, splits, label_names)
-    results = {"train": train_result.metrics, **results}
+    thresholds, evaluations = evaluate_with_thresholds(trainer, splits, schema.label_names)
+    results = reporting.run_results(train_result.metrics, evaluations)
     all_metrics = {k: v for values in results.values() for k, v in values.items()}
-    logger.info("final %s", format_metrics({k: v for k, v in all_metrics.items() if "_untuned_" not in k}))
+    logger.info("%s", metric_names.final_line(all_metrics))
 
     if trainer.is_world_process_zero():
         classifier_config = ClassifierConfig(
             text_columns=spec.text_columns,
-            thresholds={name: float(t) for name, t in zip(label_names, thresholds, strict=True)},
+            thresholds=dict(zip(schema.label_names, thresholds.tolist(), strict=True)),
             max_seq_length=max_length,
             truncation=data_args.truncation,
         )
-        publish_outputs(
+        staging.publish(
             model_dir,
             output_data_dir,
             write_model=lambda folder: save_model_dir(trainer, tokenizer, folder, classifier_config),
-            write_data=lambda folder: write_results(folder, results, probs, splits, thresholds, label_names),
+            write_data=lambda folder: reporting.write_results(
+                folder, results, evaluations, thresholds, schema.label_names
+            ),
+            data_files=reporting.OUTPUT_DATA_FILES,
         )
+        logger.info("model saved to %s, results to %s", model_dir, output_data_dir)
     return all_metrics

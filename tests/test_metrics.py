@@ -10,6 +10,7 @@ from multilabel.metrics import (
     DEFAULT_THRESHOLD,
     best_f1_threshold,
     decide,
+    evaluate_split,
     multilabel_metrics,
     sigmoid,
     tune_thresholds,
@@ -17,8 +18,11 @@ from multilabel.metrics import (
 
 
 def brute_force_best_f1(probs: np.ndarray, truth: np.ndarray) -> float:
+    """The best F1 over every possible cut, each computed from its confusion counts."""
     candidates = np.concatenate([np.unique(probs), [1.1]])
-    return max(f1_score(truth, probs >= t, zero_division=0) for t in candidates)
+    predicted = probs[None, :] >= candidates[:, None]  # one row per cut
+    true_positives = (predicted & (truth[None, :] == 1)).sum(axis=1)
+    return float(np.max(2 * true_positives / (predicted.sum(axis=1) + truth.sum())))
 
 
 @pytest.mark.parametrize("seed", range(20))
@@ -29,7 +33,9 @@ def test_tuned_threshold_reaches_the_best_f1(seed: int) -> None:
     truth[0] = 1
     probs = np.clip(truth * rng.uniform(0, 0.5) + rng.random(n) * 0.7, 0, 1).round(int(rng.integers(1, 4)))
     threshold = best_f1_threshold(probs, truth)
-    assert f1_score(truth, probs >= threshold) == pytest.approx(brute_force_best_f1(probs, truth))
+    assert f1_score(truth, probs >= threshold) == pytest.approx(brute_force_best_f1(probs, truth)), (
+        f"threshold {threshold} does not reach the best F1 (seed {seed})"
+    )
 
 
 def test_threshold_sits_between_scores_and_ties_move_together() -> None:
@@ -81,3 +87,14 @@ def test_roc_auc_is_left_out_when_undefined() -> None:
 def test_sigmoid_is_stable_and_decide_uses_greater_or_equal() -> None:
     np.testing.assert_allclose(sigmoid(np.array([-1000.0, 0.0, 1000.0])), [0.0, 0.5, 1.0])
     assert decide(np.array([[0.5, 0.49]]), 0.5).tolist() == [[1, 0]]
+
+
+def test_a_split_is_evaluated_once_at_the_tuned_thresholds_and_at_the_default() -> None:
+    rng = np.random.default_rng(1)
+    labels = (rng.random((30, 2)) < 0.5).astype(int)
+    probs = rng.random((30, 2))
+    thresholds = np.array([0.2, 0.8])
+    evaluation = evaluate_split(probs, labels, thresholds, ["a", "b"])
+    assert evaluation.probs is probs and evaluation.labels is labels
+    assert evaluation.tuned == multilabel_metrics(probs, labels, thresholds, ["a", "b"])
+    assert evaluation.untuned == multilabel_metrics(probs, labels, DEFAULT_THRESHOLD, ["a", "b"])

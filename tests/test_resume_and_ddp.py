@@ -12,7 +12,7 @@ import pytest
 
 from tests.helpers import DATA, LABELS, read_csv, run_train
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def train_args(tiny_model: Path, out: Path, *extra: str) -> list[str]:

@@ -51,6 +51,7 @@ def model_args(tiny_model: Path) -> list[str]:
     return ["--model_name_or_path", str(tiny_model), *SM_RUN_ARGS]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "change",
     ["other training data", "another label count"],
@@ -76,6 +77,7 @@ def test_a_second_run_is_refused_and_the_first_kept(
     assert checksums(base) == before
 
 
+@pytest.mark.slow
 def test_an_unwritable_output_location_fails_before_training_and_keeps_the_model(
     sm_run: SageMakerRun, tiny_model: Path, tmp_path: Path
 ) -> None:
@@ -91,6 +93,7 @@ def test_an_unwritable_output_location_fails_before_training_and_keeps_the_model
     assert checksums(base) == before
 
 
+@pytest.mark.slow
 def test_a_failure_while_saving_leaves_the_old_model_byte_identical(
     sm_run: SageMakerRun, tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -111,43 +114,6 @@ def test_a_failure_while_saving_leaves_the_old_model_byte_identical(
         train.main(model_args(tiny_model))  # resumes the finished run: 0 steps, then saves
     assert checksums(base / "model") == before
     assert not [p.name for p in base.iterdir() if ".staging-" in p.name]  # no leftovers
-
-
-def test_zero_training_steps_are_refused(tiny_model: Path, tmp_path: Path) -> None:
-    result = run_train(
-        [
-            f"--model_name_or_path={tiny_model}",
-            f"--train_file={DATA / 'train.csv'}",
-            f"--model_dir={tmp_path / 'model'}",
-            f"--output_dir={tmp_path / 'ckpt'}",
-            f"--output_data_dir={tmp_path / 'data'}",
-            "--num_train_epochs=0",
-        ]
-    )
-    assert result.returncode == 2, result.stdout[-3000:]
-    assert "--num_train_epochs 0.0 with --max_steps -1 gives 0 training steps" in result.stdout
-    assert not (tmp_path / "model").exists()
-
-
-def test_a_truncation_mode_that_cannot_fit_a_row_is_refused(tiny_model: Path, tmp_path: Path) -> None:
-    rows = [[f"short text {i}", "a pair", *([1, 0] * 5)] for i in range(12)]
-    rows[4][0] = "a very long first text " * 40  # only_second can cut only the pair
-    train = write_csv(tmp_path / "train.csv", rows)
-    result = run_train(
-        [
-            f"--model_name_or_path={tiny_model}",
-            f"--train_file={train}",
-            f"--validation_file={train}",
-            f"--model_dir={tmp_path / 'model'}",
-            f"--output_dir={tmp_path / 'ckpt'}",
-            f"--output_data_dir={tmp_path / 'data'}",
-            "--truncation=only_second",
-            "--max_seq_length=32",
-        ]
-    )
-    assert result.returncode == 2, result.stdout[-3000:]
-    assert "train data: --truncation only_second cannot fit 1 row(s) into 32 tokens (rows 5)" in result.stdout
-    assert "Use --truncation longest_first" in result.stdout
 
 
 def test_a_file_replaced_in_place_is_read_afresh(tmp_path: Path) -> None:
@@ -181,6 +147,7 @@ def spot_args(tiny_model: Path, out: Path, data: Path) -> list[str]:
     ]
 
 
+@pytest.mark.slow
 def test_spot_interruption_with_a_corrupt_newest_checkpoint_resumes_and_matches(
     tiny_model: Path, tmp_path: Path
 ) -> None:

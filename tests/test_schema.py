@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from multilabel.csv_files import DataValidationError
 from multilabel.schema import (
     ArgumentError,
     ColumnSpec,
-    DataValidationError,
     LabelSchema,
     detect_label_format,
     rows_needed_for_split,

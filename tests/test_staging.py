@@ -54,3 +54,58 @@ def test_an_output_location_under_a_file_is_refused_without_a_trace(tmp_path: Pa
     with pytest.raises(staging.OutputLocationError, match="is a file, not a folder"):
         staging.check_writable(blocker / "data", "--output_data_dir")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]
+
+
+def test_outputs_inside_the_model_folder_or_a_non_model_folder_are_refused(tmp_path: Path) -> None:
+    model = tmp_path / "model"
+    outside = {"output_data_dir": str(tmp_path / "data"), "checkpoint_dir": str(tmp_path / "ckpt")}
+    cases = {
+        "--output_dir (checkpoints)": {**outside, "checkpoint_dir": str(model / "ckpt")},
+        "--output_data_dir": {**outside, "output_data_dir": str(model)},
+    }
+    for flag, dirs in cases.items():
+        with pytest.raises(staging.OutputLocationError) as refused:
+            staging.check_output_locations(str(model), data_files={}, **dirs)
+        assert str(refused.value).startswith(f"{flag} "), f"the message must name {flag}"
+        assert f"is inside --model_dir {model}" in str(refused.value)
+    with pytest.raises(staging.OutputLocationError, match=r"the train data .* is inside --model_dir"):
+        staging.check_output_locations(str(model), data_files={"train": str(model / "t.csv")}, **outside)
+    model.mkdir()
+    (model / "notes.txt").write_text("not a model")
+    with pytest.raises(staging.OutputLocationError, match=r"holds files but no config\.json"):
+        staging.check_output_locations(str(model), data_files={}, **outside)
+    (model / "config.json").write_text("{}")
+    staging.check_output_locations(str(model), data_files={"train": str(tmp_path / "t.csv")}, **outside)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"], "the checks leave no trace"
+
+
+def test_publish_swaps_results_then_the_model_and_a_failure_keeps_the_old_ones(tmp_path: Path) -> None:
+    model, data = tmp_path / "model", tmp_path / "data"
+    model.mkdir()
+    (model / "weights").write_text("old")
+    data.mkdir()
+    (data / "notes.txt").write_text("the user's")
+    (data / "test_results.json").write_text("old run")
+
+    def write_model(folder: Path) -> None:
+        (folder / "weights").write_text("new")
+
+    def write_data(folder: Path) -> None:
+        (folder / "all_results.json").write_text("new run")
+
+    def fail(folder: Path) -> None:
+        (folder / "weights").write_text("half")
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError, match="No space left"):
+        staging.publish(model, data, fail, write_data, ["all_results.json", "test_results.json"])
+    assert (model / "weights").read_text() == "old"
+    assert sorted(p.name for p in data.iterdir()) == ["notes.txt", "test_results.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "model"], "no staging folder left"
+
+    staging.publish(model, data, write_model, write_data, ["all_results.json", "test_results.json"])
+    assert (model / "weights").read_text() == "new"
+    assert sorted(p.name for p in data.iterdir()) == ["all_results.json", "notes.txt"], (
+        "the old run's results go, the user's file stays"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "model"]

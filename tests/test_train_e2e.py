@@ -12,6 +12,9 @@ from multilabel.metrics import multilabel_metrics
 from tests.conftest import SageMakerRun
 from tests.helpers import DATA, FAST_ARGS, LABELS, files_under, read_csv, run_train, write_csv
 
+# Every test trains (the session's sm_run, or a run of its own) in a train.py subprocess.
+pytestmark = pytest.mark.slow
+
 MODEL_FILES = {
     "code/inference.py",
     "config.json",
@@ -174,12 +177,6 @@ def test_bad_file_exits_non_zero_with_the_message_and_writes_no_model(
     assert not (tmp_path / "ckpt").exists()
 
 
-def test_unknown_flag_is_an_error(tiny_model: Path) -> None:
-    result = run_train([f"--model_name_or_path={tiny_model}", "--learning_rat=1e-3"])
-    assert result.returncode != 0
-    assert "--learning_rat" in result.stderr
-
-
 def test_no_validation_file_splits_train_and_names_format(tiny_model: Path, tmp_path: Path) -> None:
     """Names-format labels, a stratified validation split, and checkpoints elsewhere."""
     source = read_csv(DATA / "train.csv")[:120]
@@ -212,16 +209,3 @@ def test_no_validation_file_splits_train_and_names_format(tiny_model: Path, tmp_
     assert classifier["text_columns"] == ["title", "body"]
     assert files_under(tmp_path / "out") == OUTPUT_FILES - {"test_results.json", "test_predictions.csv"}
     assert "validation set" in (tmp_path / "out" / "label_report.md").read_text()
-
-
-def test_checkpoints_inside_model_dir_are_refused(tiny_model: Path, tmp_path: Path) -> None:
-    result = run_train(
-        [
-            f"--model_name_or_path={tiny_model}",
-            f"--train_file={DATA / 'train.csv'}",
-            f"--model_dir={tmp_path / 'model'}",
-            f"--output_dir={tmp_path / 'model' / 'ckpt'}",
-        ]
-    )
-    assert result.returncode != 0
-    assert "is inside --model_dir" in result.stdout + result.stderr

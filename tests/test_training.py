@@ -1,4 +1,5 @@
-"""The classification layer's starting bias, and length grouping from the length column."""
+"""The training pipeline's own steps: the head's starting bias and loss weights, length grouping,
+the data files of a run and its schedule. The whole pipeline runs in test_train_e2e.py."""
 
 from __future__ import annotations
 
@@ -8,19 +9,21 @@ import numpy as np
 import pytest
 import torch
 from datasets import Dataset
-from transformers import (
-    AutoModelForSequenceClassification,
-    BertConfig,
-    RobertaConfig,
-    TrainingArguments,
-)
+from transformers import AutoModelForSequenceClassification, BertConfig, RobertaConfig, TrainingArguments
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
+from multilabel.arguments import DataArguments
+from multilabel.run_paths import resolve_run_paths
+from multilabel.tiny_model import tiny_config
 from multilabel.training import (
     MultiLabelTrainer,
+    TrainingSetupError,
+    check_training_steps,
     classification_layer,
     compute_pos_weight,
     initialise_head_bias,
+    resolve_data_files,
+    training_steps,
 )
 
 # 200 rows, 3 labels on 50 %, 10 % and 1 % of them.
@@ -31,17 +34,7 @@ LABELS[[3, 77], 2] = 1
 
 
 def tiny(config_class) -> torch.nn.Module:
-    config = config_class(
-        vocab_size=50,
-        hidden_size=16,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=32,
-        max_position_embeddings=40,
-        num_labels=3,
-        problem_type="multi_label_classification",
-    )
-    return AutoModelForSequenceClassification.from_config(config)
+    return AutoModelForSequenceClassification.from_config(tiny_config(config_class, num_labels=3))
 
 
 def loss_gradient_of_a_constant(bias: torch.Tensor, pos_weight: torch.Tensor | None) -> np.ndarray:
@@ -65,17 +58,16 @@ def test_bias_starts_at_the_loss_minimising_constant(config_class, layer_name, p
     names = {module: name for name, module in model.named_modules()}
     layer = classification_layer(model)
     assert names[layer] == layer_name
-    train = Dataset.from_dict({"labels": LABELS.tolist()})
-    pos_weight = compute_pos_weight(train, pos_weight_mode, cap=30.0)
+    pos_weight = compute_pos_weight(LABELS, pos_weight_mode, cap=30.0)
     before = loss_gradient_of_a_constant(layer.bias, pos_weight)
 
-    initialise_head_bias(model, train, pos_weight)
+    initialise_head_bias(model, LABELS, pos_weight)
 
     after = loss_gradient_of_a_constant(layer.bias, pos_weight)
     # transformers' zero bias is far from the optimum (0.5 against a 1 % label)...
-    assert np.abs(before).max() > 0.1
+    assert np.abs(before).max() > 0.1, "the untouched bias should be off the optimum"
     # ...the initialised one sits at it.
-    np.testing.assert_allclose(after, 0.0, atol=1e-4)
+    np.testing.assert_allclose(after, 0.0, atol=1e-4, err_msg="the initialised bias is not the optimum")
     if pos_weight_mode == "none":
         np.testing.assert_allclose(torch.sigmoid(layer.bias).detach().numpy(), LABELS.mean(0), atol=0.005)
 
@@ -110,8 +102,29 @@ def padding_share(lengths: list[int], order: list[int], batch_size: int) -> floa
 
 
 def test_pos_weight_modes() -> None:
-    train = Dataset.from_dict({"labels": LABELS.tolist()})
     ratio = np.array([1.0, 9.0, 99.0])  # negatives / positives of the three labels
-    assert compute_pos_weight(train, "none", cap=30.0) is None
-    np.testing.assert_allclose(compute_pos_weight(train, "auto", cap=30.0).numpy(), [1.0, 9.0, 30.0])
-    np.testing.assert_allclose(compute_pos_weight(train, "sqrt", cap=30.0).numpy(), np.sqrt(ratio), rtol=1e-6)
+    assert compute_pos_weight(LABELS, "none", cap=30.0) is None
+    np.testing.assert_allclose(compute_pos_weight(LABELS, "auto", cap=30.0).numpy(), [1.0, 9.0, 30.0])
+    np.testing.assert_allclose(
+        compute_pos_weight(LABELS, "sqrt", cap=30.0).numpy(), np.sqrt(ratio), rtol=1e-6
+    )
+
+
+def test_flags_win_over_sagemaker_channels() -> None:
+    paths = resolve_run_paths({"SM_CHANNEL_TRAIN": "/opt/ml/input/data/train", "SM_CHANNEL_TEST": "/t"})
+    files = resolve_data_files(DataArguments(train_file="mine.csv"), paths)
+    assert files == {"train": "mine.csv", "validation": None, "test": "/t"}
+
+
+def test_the_schedule_is_counted_as_trainer_counts_it(tmp_path: Path) -> None:
+    def args(**values) -> TrainingArguments:
+        return TrainingArguments(output_dir=str(tmp_path), report_to="none", use_cpu=True, **values)
+
+    # 300 rows, batches of 16: 19 batches, 9 updates at 2 accumulation steps, 3 epochs.
+    assert training_steps(300, args(per_device_train_batch_size=16, num_train_epochs=3)) == 57
+    assert training_steps(300, args(per_device_train_batch_size=16, gradient_accumulation_steps=2)) == 27
+    assert training_steps(300, args(max_steps=5)) == 5
+    with pytest.raises(
+        TrainingSetupError, match=r"--num_train_epochs 0 with --max_steps -1 gives 0 training"
+    ):
+        check_training_steps(300, args(num_train_epochs=0))

@@ -1,0 +1,116 @@
+"""The files a run writes into its output-data directory, from the metrics evaluation computed."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from multilabel import reporting
+from multilabel.metrics import SplitEvaluation, evaluate_split
+
+LABELS = ["perl", "c", "devel-lib"]
+THRESHOLDS = np.array([0.5, 0.3, 0.7])
+
+
+def evaluation(rows: int, seed: int) -> SplitEvaluation:
+    rng = np.random.default_rng(seed)
+    labels = (rng.random((rows, len(LABELS))) < 0.4).astype(np.float32)
+    probs = np.clip(labels * 0.3 + rng.random((rows, len(LABELS))) * 0.7, 0, 1)
+    return evaluate_split(probs, labels, THRESHOLDS, LABELS)
+
+
+@pytest.fixture
+def no_plot(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Skip matplotlib (seconds to import); record which split would have been plotted."""
+    plotted: list[str] = []
+    monkeypatch.setattr(reporting, "_plot", lambda path, split, rows: plotted.append(split))
+    return plotted
+
+
+def test_the_run_writes_every_output_file_it_owns(tmp_path: Path, no_plot: list[str]) -> None:
+    evaluations = {"validation": evaluation(20, 0), "test": evaluation(10, 1)}
+    results = reporting.run_results({"train_loss": 0.5}, evaluations)
+    reporting.write_results(tmp_path, results, evaluations, THRESHOLDS, LABELS)
+    written = {p.name for p in tmp_path.iterdir()} | {"label_report.png"}  # the plot is skipped here
+    assert written == set(reporting.OUTPUT_DATA_FILES), "OUTPUT_DATA_FILES must name every file written"
+    assert no_plot == ["test"], "the report is on the test set when there is one"
+    assert (
+        (tmp_path / "label_report.md").read_text().startswith("# Per-label results on the test set (10 rows)")
+    )
+
+
+def test_without_a_test_set_the_report_is_on_validation(tmp_path: Path, no_plot: list[str]) -> None:
+    evaluations = {"validation": evaluation(20, 0)}
+    reporting.write_results(tmp_path, reporting.run_results({}, evaluations), evaluations, THRESHOLDS, LABELS)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "all_results.json",
+        "eval_results.json",
+        "label_report.md",
+        "train_results.json",
+        "validation_predictions.csv",
+    ]
+    assert no_plot == ["validation"]
+
+
+def test_results_files_hold_tuned_and_untuned_metrics_by_prefix(tmp_path: Path, no_plot: list[str]) -> None:
+    evaluations = {"validation": evaluation(20, 0), "test": evaluation(10, 1)}
+    results = reporting.run_results({"train_loss": 0.5}, evaluations)
+    assert list(results) == ["train", "eval", "test"]
+    reporting.write_results(tmp_path, results, evaluations, THRESHOLDS, LABELS)
+    test = json.loads((tmp_path / "test_results.json").read_text())
+    assert test["test_micro_f1"] == evaluations["test"].tuned["micro_f1"]
+    assert test["test_untuned_f1_c"] == evaluations["test"].untuned["f1_c"]
+    assert len(test) == 2 * len(evaluations["test"].tuned)
+    merged = json.loads((tmp_path / "all_results.json").read_text())
+    assert merged == {**results["train"], **results["eval"], **results["test"]}
+    assert list(merged) == sorted(merged), "keys are written sorted"
+
+
+def test_predictions_are_in_row_order_with_exact_probabilities(tmp_path: Path) -> None:
+    probs = np.array([[0.5, 0.29, 0.1], [0.1 + 0.2, 0.3, 0.71]])
+    path = tmp_path / "p.csv"
+    reporting.write_predictions(path, probs, THRESHOLDS, LABELS)
+    with open(path, newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["row"] for r in rows] == ["1", "2"]
+    assert [r["predicted_labels"] for r in rows] == ["perl", "c|devel-lib"], "a threshold is reached at >="
+    assert float(rows[1]["prob_perl"]) == 0.1 + 0.2, "probabilities are written exactly"
+
+
+def test_the_label_table_reuses_the_computed_metrics() -> None:
+    split = evaluation(20, 0)
+    rows = reporting.label_table(split, THRESHOLDS, LABELS)
+    assert [r["label"] for r in rows] == LABELS
+    c = rows[1]
+    assert c["support"] == int(split.labels[:, 1].sum())
+    assert c["threshold"] == 0.3
+    assert (c["precision"], c["recall"], c["f1"]) == (
+        split.tuned["precision_c"],
+        split.tuned["recall_c"],
+        split.tuned["f1_c"],
+    )
+    assert c["f1_at_0.5"] == split.untuned["f1_c"]
+    # Given metrics are shown as they are: nothing is computed again from the probabilities.
+    marked = SplitEvaluation(split.probs, split.labels, {**split.tuned, "f1_c": 0.123}, split.untuned)
+    assert reporting.label_table(marked, THRESHOLDS, LABELS)[1]["f1"] == 0.123
+
+
+def test_the_report_is_a_markdown_table(tmp_path: Path, no_plot: list[str]) -> None:
+    split = evaluation(20, 0)
+    reporting.write_label_report(tmp_path, "validation", split, THRESHOLDS, LABELS)
+    lines = (tmp_path / "label_report.md").read_text().splitlines()
+    assert lines[0] == "# Per-label results on the validation set (20 rows)"
+    assert lines[2] == "| label | support | threshold | F1 at 0.5 | precision | recall | F1 |"
+    assert lines[5].startswith("| c | ") and "| 0.300 |" in lines[5]
+    assert no_plot == ["validation"]
+
+
+@pytest.mark.slow
+def test_the_report_plot_is_a_png(tmp_path: Path) -> None:
+    """matplotlib takes seconds to import."""
+    reporting.write_label_report(tmp_path, "validation", evaluation(20, 0), THRESHOLDS, LABELS)
+    assert (tmp_path / "label_report.png").read_bytes()[:4] == b"\x89PNG"
