@@ -15,9 +15,7 @@ import logging
 import sys
 
 from multilabel.arguments import parse_arguments
-from multilabel.csv_files import DataValidationError
-from multilabel.errors import UsageError
-from multilabel.schema import ArgumentError
+from multilabel.errors import ArgumentError, DataValidationError, UsageError
 
 logger = logging.getLogger("train")
 

@@ -12,10 +12,11 @@ from dataclasses import dataclass, field, fields
 from transformers import HfArgumentParser, TrainingArguments
 
 from multilabel.csv_files import DEFAULT_ENCODING
+from multilabel.errors import ArgumentError
 from multilabel.metric_names import BEST_METRIC
 from multilabel.pair_encoding import TRUNCATION_STRATEGIES
 from multilabel.run_paths import resolve_run_paths
-from multilabel.schema import DEFAULT_TEXT_COLUMNS, LABEL_FORMATS, ArgumentError, ColumnSpec
+from multilabel.schema import DEFAULT_TEXT_COLUMNS, LABEL_FORMATS, ColumnSpec
 
 
 @dataclass

@@ -15,30 +15,11 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from multilabel.errors import UsageError
+from multilabel.errors import DataValidationError
 
 DEFAULT_ENCODING = "utf-8"
 # Long descriptions are common; the csv module's default 128 KiB cap is not a data rule.
 FIELD_SIZE_LIMIT = min(sys.maxsize, 2**31 - 1)
-
-
-class InputError(UsageError):
-    """Every problem found in what the user gave, raised once, one problem a line (exit 2)."""
-
-    subject = "the input"
-
-    def __init__(self, problems: Sequence[str]):
-        self.problems = list(problems)
-        super().__init__(
-            f"{len(self.problems)} problem(s) in {self.subject}:\n"
-            + "\n".join(f"  - {p}" for p in self.problems)
-        )
-
-
-class DataValidationError(InputError):
-    """Every problem found in the input files."""
-
-    subject = "the input data"
 
 
 def allow_long_fields() -> None:

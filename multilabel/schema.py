@@ -22,14 +22,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from multilabel.csv_files import (
-    DEFAULT_ENCODING,
-    DataValidationError,
-    InputError,
-    iter_records,
-    list_csv_files,
-    read_header,
-)
+from multilabel.csv_files import DEFAULT_ENCODING, iter_records, list_csv_files, read_header
+from multilabel.errors import ArgumentError, DataValidationError
 
 logger = logging.getLogger(__name__)
 
@@ -44,12 +38,6 @@ _TRUE = {"1", "true", "1.0"}
 _FALSE = {"0", "false", "0.0"}
 _MAX_LISTED_ROWS = 10
 _OTHER_DELIMITERS = (";", "\t", "|")
-
-
-class ArgumentError(InputError):
-    """Every problem found in the arguments, each naming its flag."""
-
-    subject = "the arguments"
 
 
 def split_names(names: str) -> tuple[str, ...]:

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from multilabel.arguments import TRAINING_DEFAULTS, parse_arguments
+from multilabel.errors import ArgumentError
 from multilabel.metric_names import BEST_METRIC
-from multilabel.schema import ArgumentError, ColumnSpec
+from multilabel.schema import ColumnSpec
 from tests.helpers import ROOT, clean_env
 
 

@@ -8,14 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from multilabel.csv_files import (
-    DataValidationError,
-    InputError,
-    iter_records,
-    list_csv_files,
-    read_header,
-)
-from multilabel.errors import UsageError
+from multilabel.csv_files import iter_records, list_csv_files, read_header
+from multilabel.errors import DataValidationError, InputError, UsageError
 
 
 @pytest.fixture

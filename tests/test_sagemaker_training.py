@@ -10,10 +10,10 @@ from pathlib import Path
 import boto3
 import pytest
 
+from multilabel.errors import DataValidationError
 from multilabel.metric_names import metric_definitions
 from multilabel.sagemaker_session import LaunchError, make_session
 from multilabel.sagemaker_training import TrainConfig, dry_run_request, train
-from multilabel.schema import DataValidationError
 from tests.conftest import SageMakerRun
 from tests.helpers import DATA, LABELS, write_csv
 from tests.model_server import free_port

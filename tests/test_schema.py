@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from multilabel.csv_files import DataValidationError
+from multilabel.errors import ArgumentError, DataValidationError
 from multilabel.schema import (
-    ArgumentError,
     ColumnSpec,
     LabelSchema,
     detect_label_format,
