@@ -1,4 +1,4 @@
-"""The files a SageMaker training job needs from this project, and nothing else."""
+"""The files a SageMaker training job or endpoint receives from this project, and nothing else."""
 
 from __future__ import annotations
 
@@ -50,12 +50,17 @@ def package_imports(entry: Path) -> set[str]:
     return found
 
 
+def job_modules() -> set[str]:
+    """The package modules a training job runs: train.py's, and the endpoint's it packs into code/."""
+    return package_imports(PROJECT_DIR / "train.py") | package_imports(PROJECT_DIR / "inference.py")
+
+
 def stage_job_source(dest_dir: str | Path) -> Path:
-    """Fill an empty `dest_dir` with the training job's source: scripts, package, requirements."""
+    """Fill an empty `dest_dir` with the training job's source: scripts, the modules they import, requirements."""
     dest = Path(dest_dir)
     dest.mkdir(parents=True, exist_ok=True)
     for name in JOB_FILES:
         if (PROJECT_DIR / name).is_file():
             shutil.copy2(PROJECT_DIR / name, dest / name)
-    copy_package(dest)
+    copy_package(dest, job_modules())
     return dest
