@@ -1,20 +1,25 @@
 """Train on SageMaker, deploy an endpoint, predict, run Batch Transform, clean up.
 
+examples:
     python launch.py train --train data/train.csv --validation data/validation.csv \
         --role arn:aws:iam::123456789012:role/SageMakerRole --bucket my-bucket --hp num_train_epochs=5
     python launch.py train ... --dry-run          # print the CreateTrainingJob request, call nothing
     python launch.py deploy --model <training job name or s3://.../model.tar.gz> --endpoint-name tags
     python launch.py predict --endpoint-name tags --file data/test.csv
-    python launch.py batch --model-name <model> --input s3://.../in.jsonl --output s3://.../out/
+    python launch.py batch --model-name <model> --input s3://.../in.jsonl --output s3://.../out/ --id-field id
     python launch.py delete --endpoint-name tags
 
 Role and bucket also come from SAGEMAKER_ROLE and SAGEMAKER_BUCKET, the region from
-AWS_DEFAULT_REGION. Needs the SageMaker SDK and boto3, not torch.
-
-Each verb's flags are the fields of its configuration dataclass that carry a `help` in
-their metadata (as HfArgumentParser reads train.py's): the field's name (or its `flag`)
-names the flag, its type and default make the argument, so each default is written once.
+AWS_DEFAULT_REGION. `python launch.py <verb> --help` lists a verb's flags. Exit status:
+0 done, 2 a problem with the arguments or data (the message says what to change), 1 AWS
+could not be reached or refused the credentials (the message says how to fix it).
+Needs the SageMaker SDK and boto3, not torch; `train` checks --hp with train.py's own
+parser where transformers is installed.
 """
+
+# Each verb's flags are the fields of its configuration dataclass that carry a `help` in
+# their metadata (as HfArgumentParser reads train.py's): the field's name (or its `flag`)
+# names the flag, its type and default make the argument, so each default is written once.
 
 from __future__ import annotations
 
@@ -31,6 +36,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from multilabel.errors import InputError
+from multilabel.request_codec import DEFAULT_MAX_RECORDS, MAX_RECORDS_ENV
 from multilabel.run_paths import SPLITS
 from multilabel.sagemaker_endpoint import (
     INFERENCE_INSTANCE_TYPE,
@@ -40,12 +47,20 @@ from multilabel.sagemaker_endpoint import (
     deploy,
     predict,
 )
-from multilabel.sagemaker_session import BUCKET_ENV, REGION_ENV, LaunchError, make_session
+from multilabel.sagemaker_session import (
+    BUCKET_ENV,
+    REGION_ENV,
+    LaunchError,
+    aws_failure_message,
+    make_session,
+    quiet_sdk_logs,
+)
 from multilabel.sagemaker_training import TrainConfig, dry_run_request, train
-from multilabel.schema import DEFAULT_TEXT_COLUMNS, InputError, split_names
+from multilabel.schema import DEFAULT_TEXT_COLUMNS, split_names
 
 logger = logging.getLogger("launch")
 EXIT_USER_ERROR = 2
+EXIT_AWS_ERROR = 1
 DRY_RUN_REGION = "us-east-1"
 DRY_RUN_BUCKET = "dry-run-bucket"
 
@@ -74,6 +89,10 @@ class PredictFlags:
     top_k: int | None = field(
         default=None, metadata={"help": "keep at most this many labels a record, best first"}
     )
+    max_records: int = field(
+        default=DEFAULT_MAX_RECORDS,
+        metadata={"help": f"records per request: at most the endpoint's {MAX_RECORDS_ENV}"},
+    )
 
     def records(self) -> list[dict[str, str]]:
         columns = list(split_names(self.text_column_names))
@@ -95,6 +114,19 @@ class BatchFlags:
     input: str = field(metadata={"help": "s3:// URI of the JSON Lines records, one a line"})
     output: str = field(metadata={"help": "s3:// prefix for the results, one a line"})
     instance_type: str = field(default=INFERENCE_INSTANCE_TYPE, metadata={"help": "instance type"})
+    id_field: str | None = field(
+        default=None,
+        metadata={
+            "help": "a field of each input line to copy to its output line, "
+            'which becomes {"<field>": ..., "SageMakerOutput": {"labels": ..., "scores": ...}}'
+        },
+    )
+    text_column_names: str = field(
+        default=",".join(DEFAULT_TEXT_COLUMNS),
+        metadata={
+            "help": "the model's text columns, comma-separated: with --id-field, all the model is sent"
+        },
+    )
     wait: bool = field(default=True, metadata={"help": "wait until the job ends"})
 
 
@@ -203,7 +235,12 @@ def read_records(path: Path, text_columns: list[str]) -> list[dict[str, str]]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog="\n\n".join(__doc__.split("\n\n")[1:]),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     for verb, (help_text, config_class) in VERBS.items():
         p = sub.add_parser(verb, help=help_text, description=help_text, allow_abbrev=False)
@@ -244,12 +281,20 @@ def run(args: argparse.Namespace) -> None:
         sys.stdout.write(f"endpoint: {predictor.endpoint_name}\n")
     elif args.command == "predict":
         flags = config_from(args, PredictFlags)
-        for result in predict(session, flags.endpoint_name, flags.records(), flags.parameters()):
+        records = flags.records()
+        for result in predict(session, flags.endpoint_name, records, flags.parameters(), flags.max_records):
             sys.stdout.write(json.dumps(result) + "\n")
     elif args.command == "batch":
         flags = config_from(args, BatchFlags)
         name = batch_transform(
-            session, flags.model_name, flags.input, flags.output, flags.instance_type, flags.wait
+            session,
+            flags.model_name,
+            flags.input,
+            flags.output,
+            flags.instance_type,
+            flags.wait,
+            id_field=flags.id_field,
+            text_columns=split_names(flags.text_column_names),
         )
         sys.stdout.write(f"transform job: {name}\n")
     elif args.command == "delete":
@@ -259,12 +304,19 @@ def run(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    quiet_sdk_logs(cli=True)
     args = build_parser().parse_args(argv)
     try:
         run(args)
     except (LaunchError, InputError) as err:  # bad data or arguments
         logger.error("%s", err)
         return EXIT_USER_ERROR
+    except Exception as err:
+        message = aws_failure_message(err)  # no network, no or expired credentials, refusals
+        if message is None:
+            raise
+        logger.error("%s", message)
+        return EXIT_AWS_ERROR
     return 0
 
 

@@ -11,6 +11,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from multilabel.metric_names import UNTUNED
 from multilabel.schema import DEFAULT_TEXT_COLUMNS
 
 logger = logging.getLogger(__name__)
@@ -54,4 +55,24 @@ def results_table(
                 "top scores": ", ".join(f"{k} {v:.2f}" for k, v in top),
             }
         )
+    return rows
+
+
+# The metrics over all labels (per-label figures are in the label report).
+SUMMARY_METRICS = ("micro_", "macro_", "samples_", "weighted_", "hamming_loss", "loss", "subset_accuracy")
+
+
+def metrics_table(results: Mapping[str, float], prefix: str = "test") -> list[dict[str, Any]]:
+    """One row per metric over all labels in a `<prefix>_results.json`: its value at the tuned
+    thresholds and at 0.5 (train.py's `untuned` figures)."""
+    rows = []
+    for key, value in results.items():
+        name = key.removeprefix(f"{prefix}_")
+        if name == key or name.startswith(f"{UNTUNED}_") or not name.startswith(SUMMARY_METRICS):
+            continue
+        row = {"metric": name, "tuned thresholds": round(float(value), 4)}
+        untuned = results.get(f"{prefix}_{UNTUNED}_{name}")
+        if untuned is not None:
+            row["at 0.5"] = round(float(untuned), 4)
+        rows.append(row)
     return rows

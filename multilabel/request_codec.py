@@ -55,6 +55,9 @@ ACCEPT_TYPES = (JSON, JSONLINES)  # in order of preference when the client ranks
 CSV_FIELD_LIMIT = 2**31 - 1  # the csv module's largest, as training sets it
 MAX_RECORDS_ENV = "MULTILABEL_MAX_RECORDS"
 DEFAULT_MAX_RECORDS = 256
+# Tokens per request after truncation; read by the classifier (its default follows the
+# model's size), and named here so that what sets it (launch, the transform job) needs no torch.
+MAX_TOKENS_ENV = "MULTILABEL_MAX_TOKENS"
 PARAMETERS = ("threshold", "top_k", "return_scores")
 BOM = "\ufeff"
 

@@ -9,6 +9,7 @@ functions.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from dataclasses import dataclass, field
@@ -17,7 +18,23 @@ from typing import Any
 os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")  # before the SDK's first import
 
 import boto3
-from botocore.exceptions import ClientError
+from botocore.exceptions import (
+    ClientError,
+    ConnectionError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    NoRegionError,
+    PartialCredentialsError,
+    ReadTimeoutError,
+    TokenRetrievalError,
+)
+
+# Notices the SDK logs on every call, whatever the user does: which config files it did
+# not find, and that it "will collect telemetry" (logged even when opted out, as
+# make_session does). Levels set before the SDK's first import, which keeps a set level.
+SDK_NOTICE_LOGGERS = ("sagemaker.config", "sagemaker.telemetry", "sagemaker.image_uris")
+for _name in SDK_NOTICE_LOGGERS:
+    logging.getLogger(_name).setLevel(logging.WARNING)
 
 REGION_ENV = "AWS_DEFAULT_REGION"
 ROLE_ENV = "SAGEMAKER_ROLE"
@@ -28,6 +45,72 @@ ROLE_FLAG = {"help": f"execution role ARN, with SageMaker and S3 access (default
 
 class LaunchError(RuntimeError):
     """A problem the user can fix, with the fix in the message."""
+
+
+def quiet_sdk_logs(cli: bool = False) -> None:
+    """No SDK notices; on the command line (`cli`), no SDK or botocore INFO lines at all
+    (where credentials were found, each request the SDK makes): our own lines say what happens."""
+    for name in SDK_NOTICE_LOGGERS + (("sagemaker", "botocore", "boto3", "urllib3") if cli else ()):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+CREDENTIALS_FIX = (
+    "run `aws configure` (or `aws sso login` for an SSO profile), or set AWS_ACCESS_KEY_ID and "
+    "AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN for temporary credentials)"
+)
+EXPIRED_CODES = {"ExpiredToken", "ExpiredTokenException", "RequestExpired", "TokenRefreshRequired"}
+INVALID_CREDENTIAL_CODES = {
+    "InvalidClientTokenId",
+    "UnrecognizedClientException",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "IncompleteSignature",
+    "AuthFailure",
+}
+DENIED_CODES = {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation"}
+
+
+def _exception_chain(error: BaseException | None) -> list[BaseException]:
+    chain: list[BaseException] = []
+    while error is not None and all(error is not seen for seen in chain):
+        chain.append(error)
+        error = error.__cause__ or error.__context__
+    return chain
+
+
+def aws_failure_message(error: BaseException) -> str | None:
+    """One line saying why AWS could not be used, and the fix; None if `error` is no such
+    failure. The SDK and boto3's S3 transfers wrap botocore's errors: the whole chain is read."""
+    for err in _exception_chain(error):
+        if isinstance(err, (NoCredentialsError, PartialCredentialsError)):
+            return f"no usable AWS credentials ({err}): {CREDENTIALS_FIX}"
+        if isinstance(err, TokenRetrievalError):
+            return f"AWS SSO token could not be refreshed ({err}): run `aws sso login`"
+        if isinstance(err, NoRegionError):
+            return f"no AWS region: pass --region or set {REGION_ENV}"
+        if isinstance(err, (EndpointConnectionError, ConnectionError, ReadTimeoutError)):
+            url = getattr(err, "kwargs", {}).get("endpoint_url", "")
+            custom = os.environ.get("AWS_ENDPOINT_URL")
+            where = f" (AWS_ENDPOINT_URL={custom})" if custom else ""
+            return (
+                f"cannot reach AWS at {url or 'its endpoint'}{where}: check the network connection, "
+                f"proxy (HTTPS_PROXY) and region, then run the command again"
+            )
+        if isinstance(err, ClientError):
+            info = err.response.get("Error", {})
+            code, message = info.get("Code", ""), info.get("Message", "")
+            operation = getattr(err, "operation_name", "a request")
+            if code in EXPIRED_CODES:
+                return f"AWS credentials have expired ({code}): refresh them; {CREDENTIALS_FIX}"
+            if code in INVALID_CREDENTIAL_CODES:
+                return f"AWS refused the credentials ({code}: {message}): {CREDENTIALS_FIX}"
+            if code in DENIED_CODES:
+                return (
+                    f"access denied to {operation} ({message}): the credentials' user or role needs "
+                    "permission for it (SageMaker and S3 access)"
+                )
+            return f"AWS refused {operation}: {code}: {message}"
+    return None
 
 
 # ---------------------------------------------------------------- sessions and checks
@@ -92,6 +175,35 @@ def resolve_role(role: str | None) -> str:
             f"role {role!r} is not an IAM role ARN (arn:aws:iam::<12-digit account>:role/<name>)"
         )
     return role
+
+
+# Present on SageMaker notebook instances and in SageMaker Studio, where the notebook's
+# own role is the one to use.
+SAGEMAKER_NOTEBOOK_METADATA = "/opt/ml/metadata/resource-metadata.json"
+
+
+def execution_role(session=None, role: str | None = None) -> str:
+    """The role a notebook's jobs run as: `role` if given; inside SageMaker (a notebook
+    instance or Studio) the notebook's own (`sagemaker.get_execution_role()`); elsewhere
+    `$SAGEMAKER_ROLE`. Raises `LaunchError` saying how to give one."""
+    if role:
+        return resolve_role(role)
+    if os.path.exists(SAGEMAKER_NOTEBOOK_METADATA):
+        import sagemaker
+
+        try:
+            return sagemaker.get_execution_role(session)
+        except ValueError as err:  # the SDK's "could not retrieve the role" (a user profile, not a role)
+            raise LaunchError(
+                f"cannot tell this notebook's execution role ({err}); set ROLE in the parameters cell "
+                f"or {ROLE_ENV} to arn:aws:iam::<account>:role/<name>"
+            ) from None
+    if not os.environ.get(ROLE_ENV):
+        raise LaunchError(
+            f"no execution role: outside SageMaker, set {ROLE_ENV} (or ROLE in the parameters cell) "
+            "to arn:aws:iam::<account>:role/<name>, a role with SageMaker and S3 access"
+        )
+    return resolve_role(None)
 
 
 def check_bucket(session) -> None:

@@ -6,7 +6,11 @@ estimator on train.py; or print the request it would send (dry run); then its me
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import difflib
+import importlib.util
+import io
 import json
 import logging
 import tempfile
@@ -18,6 +22,7 @@ from typing import Any
 
 import boto3
 from botocore.awsrequest import AWSResponse
+from botocore.exceptions import ClientError
 
 from multilabel.job_source import stage_job_source
 from multilabel.metric_names import metric_definitions
@@ -25,6 +30,7 @@ from multilabel.run_paths import SAGEMAKER_CHECKPOINT_DIR
 from multilabel.sagemaker_session import (
     ROLE_FLAG,
     ContainerChoice,
+    LaunchError,
     check_bucket,
     check_credentials,
     check_instance_type,
@@ -58,7 +64,9 @@ def validate_local_data(
     return validate_files(local, spec, label_format)
 
 
-def upload_data(session, files: Mapping[str, str | None], prefix: str) -> dict[str, str]:
+def upload_data(
+    session, files: Mapping[str, str | None], prefix: str, *, dry_run: bool = False
+) -> dict[str, str]:
     """Channel name -> S3 URI; local files and directories are uploaded under `prefix`."""
     channels = {}
     for split, where in files.items():
@@ -70,8 +78,110 @@ def upload_data(session, files: Mapping[str, str | None], prefix: str) -> dict[s
             channels[split] = session.upload_data(
                 str(where), bucket=session.default_bucket(), key_prefix=f"{prefix}/data/{split}"
             )
-            logger.info("uploaded %s to %s", where, channels[split])
+            logger.info("%s %s to %s", "would upload" if dry_run else "uploaded", where, channels[split])
     return channels
+
+
+# ---------------------------------------------------------------- hyperparameters
+
+SAGEMAKER_CHANNEL_DIR = "/opt/ml/input/data"  # where the job finds each channel
+GPU_INSTANCE_FAMILIES = ("g", "p")  # ml.g5..., ml.p4d...: the families with NVIDIA GPUs
+
+
+def hyperparameter_argv(hyperparameters: Mapping[str, Any]) -> list[str]:
+    """The command line the training toolkit gives train.py for these hyperparameters:
+    `--key value`, keys sorted; the SDK JSON-encodes each value and the toolkit decodes
+    it back to Python and writes `str(value)` (so booleans arrive as True/False)."""
+    argv = []
+    for key in sorted(hyperparameters):
+        value = json.loads(json.dumps(hyperparameters[key]))  # what survives the JSON trip
+        if isinstance(value, dict):
+            value = ",".join(f"{k}={v}" for k, v in sorted(value.items()))
+        argv += [f"--{key}", "" if value is None else str(value)]
+    return argv
+
+
+def _train_py_flags() -> list[str]:
+    """Every flag name train.py takes (its three argument dataclasses), without dashes."""
+    from dataclasses import fields
+
+    from transformers import TrainingArguments
+
+    from multilabel.arguments import DataArguments, ModelArguments
+
+    names = []
+    for dtype in (ModelArguments, DataArguments, TrainingArguments):
+        for f in fields(dtype):
+            if not f.init:
+                continue
+            names.append(f.name)
+            if f.default is True:  # HfArgumentParser adds --no_<name> for switches on by default
+                names.append(f"no_{f.name}")
+    return names
+
+
+@contextmanager
+def _as_on_instance(instance_type: str) -> Iterator[None]:
+    """transformers checks bf16 and tf32 against this machine's GPU; the job runs them on the
+    instance's. On a GPU instance type, those checks pass here as they would there."""
+    import transformers.training_args as training_args
+
+    if instance_type.split(".")[1:2] and instance_type.split(".")[1][:1] in GPU_INSTANCE_FAMILIES:
+        saved = {
+            name: getattr(training_args, name)
+            for name in ("is_torch_bf16_gpu_available", "is_torch_tf32_available")
+        }
+        try:
+            for name in saved:
+                setattr(training_args, name, lambda: True)
+            yield
+        finally:
+            for name, value in saved.items():
+                setattr(training_args, name, value)
+    else:
+        yield
+
+
+def check_hyperparameters(
+    hyperparameters: Mapping[str, Any], channels: Sequence[str], instance_type: str
+) -> None:
+    """Parse the hyperparameters with train.py's own parser, as the job will, before anything
+    is uploaded: a misspelt key or a bad value raises `LaunchError` naming it.
+
+    The job gets `--key value` for each hyperparameter and a data directory for each
+    channel, so the check passes the same. Needs transformers (train.py's parser is built
+    on it); where it is not installed, the job checks them itself.
+    """
+    if not all(importlib.util.find_spec(m) for m in ("torch", "transformers")):
+        logger.warning(
+            "transformers is not installed here: the training job checks its hyperparameters itself"
+        )
+        return
+    from multilabel.arguments import parse_arguments
+    from multilabel.errors import InputError
+
+    known = _train_py_flags()
+    for key in hyperparameters:
+        name = str(key).removeprefix("--")
+        if name in known or name.replace("-", "_") in known:
+            continue
+        close = difflib.get_close_matches(name.replace("-", "_"), known, n=3, cutoff=0.6)
+        hint = f"; did you mean {' or '.join(close)}?" if close else "; `python train.py --help` lists them"
+        raise LaunchError(f"--hp {key}: train.py has no argument --{name}{hint}")
+    data = [arg for split in channels for arg in (f"--{split}_file", f"{SAGEMAKER_CHANNEL_DIR}/{split}")]
+    argv = [*data, *hyperparameter_argv(hyperparameters)]
+    stderr = io.StringIO()
+    try:
+        with _as_on_instance(instance_type), contextlib.redirect_stderr(stderr):
+            parse_arguments(argv)
+    except SystemExit:  # argparse: a value of the wrong type or outside its choices
+        lines = [line for line in stderr.getvalue().splitlines() if line.strip()]
+        error = lines[-1].split("error: ", 1)[-1] if lines else "invalid arguments"
+        raise LaunchError(f"--hp: train.py would refuse these hyperparameters: {error}") from None
+    except InputError as err:  # train.py's own checks, each naming its flag
+        raise LaunchError(
+            f"--hp: train.py would refuse these hyperparameters on {instance_type}: {err}"
+        ) from None
 
 
 # ---------------------------------------------------------------- the job
@@ -151,17 +261,22 @@ def run_prefix(base_job_name: str) -> str:
     return f"{base_job_name}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
 
 
-def build_estimator(session, config: TrainConfig, source_dir: str, prefix: str, label_names: Sequence[str]):
-    """The HuggingFace estimator for train.py, with every setting of `config`."""
-    from sagemaker.huggingface import HuggingFace
-
-    bucket = session.default_bucket()
-    hyperparameters = {
+def job_hyperparameters(config: TrainConfig) -> dict[str, Any]:
+    """train.py's arguments for the job: the column flags, then the user's `--hp`."""
+    return {
         "text_column_names": config.text_column_names,
         "label_format": config.label_format,
         **({"label_column_names": config.label_column_names} if config.label_column_names else {}),
         **config.hyperparameters,
     }
+
+
+def build_estimator(session, config: TrainConfig, source_dir: str, prefix: str, label_names: Sequence[str]):
+    """The HuggingFace estimator for train.py, with every setting of `config`."""
+    from sagemaker.huggingface import HuggingFace
+
+    bucket = session.default_bucket()
+    hyperparameters = job_hyperparameters(config)
     kwargs = container_kwargs("training", config)
     if config.spot:
         kwargs.update(
@@ -195,23 +310,29 @@ def build_estimator(session, config: TrainConfig, source_dir: str, prefix: str, 
     )
 
 
-def train(session, config: TrainConfig) -> str:
-    """Validate locally, upload, start the job (and stream its logs when `wait`); returns its name."""
+def train(session, config: TrainConfig, *, dry_run: bool = False) -> str:
+    """Check the hyperparameters and the data locally, upload, start the job (and stream its
+    logs when `wait`); returns its name. `dry_run`: the session answers every call locally
+    (see `dry_run_request`), and the log says what would be uploaded and started."""
+    channels = [split for split, where in config.files.items() if where]
+    check_hyperparameters(job_hyperparameters(config), channels, config.instance_type)
     schema = validate_local_data(config.files, config.column_spec(), config.label_format)
     check_instance_type(session, config.instance_type, "TrainingInstanceType")
     resolve_role(config.role)
     check_credentials(session)
     check_bucket(session)
     prefix = run_prefix(config.base_job_name)
-    channels = upload_data(session, config.files, prefix)
+    inputs = upload_data(session, config.files, prefix, dry_run=dry_run)
     with tempfile.TemporaryDirectory() as source_dir:
         stage_job_source(source_dir)
         estimator = build_estimator(session, config, source_dir, prefix, schema.label_names if schema else ())
-        estimator.fit(
-            inputs=channels, wait=config.wait, logs="All" if config.wait else "None", job_name=prefix
-        )
-    logger.info("training job %s started", estimator.latest_training_job.name)
-    return estimator.latest_training_job.name
+        estimator.fit(inputs=inputs, wait=config.wait, logs="All" if config.wait else "None", job_name=prefix)
+    name = estimator.latest_training_job.name
+    if dry_run:
+        logger.info("dry run: would start training job %s; nothing was sent to AWS", name)
+    else:
+        logger.info("training job %s started", name)
+    return name
 
 
 # ---------------------------------------------------------------- dry run
@@ -257,7 +378,7 @@ def dry_run_request(config: TrainConfig, region: str, bucket: str) -> dict[str, 
     captured: dict[str, Any] = {}
     with dry_run(boto_session, bucket, captured):
         session = make_session(bucket=bucket, boto_session=boto_session)
-        train(session, replace(config, wait=False))
+        train(session, replace(config, wait=False), dry_run=True)
     return captured["CreateTrainingJob"]
 
 
@@ -273,3 +394,37 @@ def training_metrics(session, job_name: str) -> dict[str, list[tuple[float, floa
     for row in frame.itertuples():
         series.setdefault(row.metric_name, []).append((float(row.timestamp), float(row.value)))
     return series
+
+
+# ---------------------------------------------------------------- its results
+
+JOB_RESULT_FILES = ("test_results.json", "label_report.md")  # what train.py writes (reporting.py)
+
+
+def job_output_files(session, job_name: str, names: Sequence[str] = JOB_RESULT_FILES) -> dict[str, str]:
+    """Files of the job's output data (train.py's SM_OUTPUT_DATA_DIR, which SageMaker uploads as
+    `<output path>/<job>/output/output.tar.gz`): name -> text, for those of `names` it holds."""
+    import io
+    import tarfile
+
+    description = session.describe_training_job(job_name)
+    status = description["TrainingJobStatus"]
+    if status != "Completed":
+        raise LaunchError(
+            f"training job {job_name} is {status}: its results are in output.tar.gz once it has "
+            "completed; run this again then"
+        )
+    uri = f"{description['OutputDataConfig']['S3OutputPath'].rstrip('/')}/{job_name}/output/output.tar.gz"
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    s3 = session.boto_session.client("s3")
+    try:
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    except ClientError as err:
+        raise LaunchError(f"no output data at {uri} ({err.response['Error'].get('Code')})") from None
+    files = {}
+    with tarfile.open(fileobj=io.BytesIO(body), mode="r:gz") as tar:
+        for member in tar.getmembers():
+            name = member.name.removeprefix("./")
+            if member.isfile() and name in names:
+                files[name] = tar.extractfile(member).read().decode("utf-8")
+    return files

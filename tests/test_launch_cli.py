@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import io
 import json
 import subprocess
 import sys
@@ -77,6 +78,7 @@ def test_each_verb_takes_only_the_flags_it_uses(capsys: pytest.CaptureFixture) -
         "--text-column-names",
         "--threshold",
         "--top-k",
+        "--max-records",
     }
     assert flags["batch"] == {
         "--help",
@@ -85,6 +87,8 @@ def test_each_verb_takes_only_the_flags_it_uses(capsys: pytest.CaptureFixture) -
         "--input",
         "--output",
         "--instance-type",
+        "--id-field",
+        "--text-column-names",
         "--wait",
         "--no-wait",
     }
@@ -423,3 +427,186 @@ def test_launch_imports_without_torch_or_transformers() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert result.stdout.strip() == "ok", result.stderr[-2000:]
+
+
+def test_help_shows_the_examples() -> None:
+    result = subprocess.run(
+        [sys.executable, "launch.py", "--help"], capture_output=True, text=True, cwd=ROOT, check=True
+    )
+    assert "examples:" in result.stdout
+    assert "python launch.py batch --model-name <model>" in result.stdout and "--id-field id" in result.stdout
+    assert "python launch.py delete --endpoint-name tags" in result.stdout
+
+
+# ---------------------------------------------------------------- no surprises, through the real CLI
+
+
+def launch_cli(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "launch.py", *argv],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=300,
+    )
+
+
+def offline_env(**extra: str) -> dict[str, str]:
+    """Dummy credentials, every AWS address at a closed port of 127.0.0.1."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "SAGEMAKER_"))}
+    return {**env, **AWS_ENV, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}", **extra}
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+@pytest.mark.usefixtures("aws")
+def test_a_misspelt_hyperparameter_exits_2_with_a_suggestion_before_any_upload() -> None:
+    from tests.moto_aws import s3_keys
+
+    argv = ["train", "--train", str(DATA / "train.csv"), "--role", ROLE, "--bucket", BUCKET, "--no-wait"]
+    result = launch_cli(*argv, "--hp", "num_train_epoch=5")
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert (
+        "--hp num_train_epoch: train.py has no argument --num_train_epoch; did you mean num_train_epochs?"
+        in (result.stderr)
+    )
+    result = launch_cli(*argv, "--hp", "learning_rate=fast", "--hp", "num_train_epochs=1")
+    assert result.returncode == 2
+    assert "argument --learning_rate/--learning-rate: invalid float value: 'fast'" in result.stderr
+    result = launch_cli(*argv, "--hp", "max_seq_length=4")
+    assert result.returncode == 2
+    assert "--max_seq_length: expected at least 8, found 4" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert s3_keys() == []  # nothing was uploaded
+    assert boto3.client("sagemaker", region_name=REGION).list_training_jobs()["TrainingJobSummaries"] == []
+
+
+@pytest.mark.slow
+def test_gpu_only_hyperparameters_pass_for_a_gpu_instance_and_not_for_a_cpu_one() -> None:
+    from multilabel.sagemaker_training import check_hyperparameters
+
+    check_hyperparameters({"bf16": True, "tf32": True}, ["train"], "ml.g5.2xlarge")
+    with pytest.raises(launch.LaunchError, match=r"(?s)on ml\.m5\.xlarge: .*bf16"):
+        check_hyperparameters({"bf16": True}, ["train"], "ml.m5.xlarge")
+
+
+@pytest.mark.slow
+def test_the_dry_run_says_what_it_would_do_and_shows_no_sdk_notices() -> None:
+    env = offline_env()
+    argv = ["train", "--train", str(DATA / "train.csv"), "--role", ROLE, "--bucket", BUCKET, "--dry-run"]
+    result = launch_cli(*argv, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads(result.stdout)["RoleArn"] == ROLE  # stdout is the request alone
+    assert f"would upload {DATA / 'train.csv'} to s3://{BUCKET}/multilabel-" in result.stderr
+    assert "dry run: would start training job multilabel-" in result.stderr
+    assert " uploaded " not in result.stderr and "started" not in result.stderr
+    output = result.stdout + result.stderr
+    for notice in ("sagemaker.config", "telemetry", "Found credentials", "image_uri is not presented"):
+        assert notice not in output
+    assert len(result.stderr.splitlines()) <= 6, result.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["train", "--train", str(DATA / "train.csv"), "--role", ROLE, "--bucket", BUCKET, "--no-wait"],
+        ["predict", "--endpoint-name", "tags", "--text", "a text"],
+        ["delete", "--endpoint-name", "tags"],
+    ],
+    ids=["train", "predict", "delete"],
+)
+def test_an_unreachable_aws_is_one_line_and_exit_1(argv: list[str]) -> None:
+    env = offline_env()
+    result = launch_cli(*argv, env=env)
+    assert result.returncode == 1, result.stderr[-3000:]
+    (error,) = [line for line in result.stderr.splitlines() if " ERROR " in line]
+    assert f"cannot reach AWS at {env['AWS_ENDPOINT_URL']}" in error and "check the network" in error
+    assert "Traceback" not in result.stderr and result.stdout == ""
+
+
+@pytest.mark.slow
+def test_no_credentials_is_one_line_with_the_fix() -> None:
+    env = offline_env()
+    del env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"]
+    for argv in (["delete", "--endpoint-name", "tags"], ["predict", "--endpoint-name", "t", "--text", "x"]):
+        result = launch_cli(*argv, env=env)
+        assert result.returncode == 1, result.stderr[-3000:]
+        (error,) = [line for line in result.stderr.splitlines() if " ERROR " in line]
+        assert "no usable AWS credentials" in error and "aws configure" in error
+        assert "Traceback" not in result.stderr
+    result = launch_cli(
+        "train", "--train", str(DATA / "train.csv"), "--role", ROLE, "--bucket", BUCKET, env=env
+    )
+    assert result.returncode == 2 and "no AWS credentials found: run `aws configure`" in result.stderr
+
+
+def test_expired_and_refused_credentials_read_as_one_line() -> None:
+    from botocore.exceptions import ClientError
+
+    from multilabel.sagemaker_session import aws_failure_message
+
+    def client_error(code: str, message: str) -> ClientError:
+        return ClientError({"Error": {"Code": code, "Message": message}}, "DescribeEndpoint")
+
+    expired = aws_failure_message(client_error("ExpiredTokenException", "The security token expired"))
+    assert expired.startswith("AWS credentials have expired (ExpiredTokenException): refresh them")
+    invalid = aws_failure_message(client_error("UnrecognizedClientException", "bad token"))
+    assert "AWS refused the credentials" in invalid and "aws configure" in invalid
+    denied = aws_failure_message(client_error("AccessDeniedException", "not allowed"))
+    assert denied.startswith("access denied to DescribeEndpoint (not allowed)")
+    try:  # a wrapped error is found in the chain, as boto3's S3 transfers wrap them
+        try:
+            raise client_error("ExpiredToken", "expired")
+        except ClientError as err:
+            raise RuntimeError("upload failed") from err
+    except RuntimeError as outer:
+        assert aws_failure_message(outer).startswith("AWS credentials have expired")
+    assert aws_failure_message(ValueError("x")) is None
+    assert all("\n" not in m for m in (expired, invalid, denied))
+
+
+# ---------------------------------------------------------------- predict follows the endpoint's limit
+
+
+def test_predict_sends_max_records_a_request_and_names_the_endpoint_limit() -> None:
+    from types import SimpleNamespace
+
+    from botocore.response import StreamingBody
+    from botocore.stub import Stubber
+
+    from multilabel.sagemaker_endpoint import predict
+
+    runtime = boto3.client(
+        "sagemaker-runtime", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x"
+    )
+    session = SimpleNamespace(boto_session=SimpleNamespace(client=lambda name: runtime))
+    records = [{"casePart1": f"t{i}"} for i in range(5)]
+    with Stubber(runtime) as stub:
+        for start, stop in ((0, 2), (2, 4), (4, 5)):
+            answer = json.dumps([{"labels": []}] * (stop - start)).encode()
+            stub.add_response(
+                "invoke_endpoint",
+                {"Body": StreamingBody(io.BytesIO(answer), len(answer))},
+                {
+                    "EndpointName": "tags",
+                    "ContentType": "application/json",
+                    "Accept": "application/json",
+                    "Body": json.dumps({"inputs": records[start:stop]}),
+                },
+            )
+        assert len(predict(session, "tags", records, max_records=2)) == 5
+    message = (
+        'Received client error (400) from primary with message "{"code": 400, "type": '
+        '"InternalServerException", "message": "too many records: 256, at most 64 per request '
+        '(set MULTILABEL_MAX_RECORDS on the endpoint to change it)"}"'
+    )
+    with Stubber(runtime) as stub:
+        stub.add_client_error("invoke_endpoint", "ModelError", message, http_status_code=424)
+        with pytest.raises(
+            launch.LaunchError, match=r"at most 64 records a request .* pass --max-records 64"
+        ):
+            predict(session, "tags", records * 60)

@@ -38,3 +38,22 @@ def test_plot_shows_the_recorded_metrics_over_minutes(caplog: pytest.LogCaptureF
     caplog.set_level("INFO")
     assert plot_training_metrics({"loss": []}) is None
     assert "no metrics recorded for this job yet" in caplog.text
+
+
+def test_metrics_table_shows_the_summary_metrics_tuned_and_at_one_half() -> None:
+    from multilabel.notebook_views import metrics_table
+
+    results = {
+        "test_micro_f1": 0.7,
+        "test_untuned_micro_f1": 0.6,
+        "test_macro_f1": 0.5,
+        "test_untuned_macro_f1": 0.4,
+        "test_f1_label1": 0.9,
+        "test_untuned_f1_label1": 0.8,
+        "test_hamming_loss": 0.1,
+    }
+    assert metrics_table(results) == [
+        {"metric": "micro_f1", "tuned thresholds": 0.7, "at 0.5": 0.6},
+        {"metric": "macro_f1", "tuned thresholds": 0.5, "at 0.5": 0.4},
+        {"metric": "hamming_loss", "tuned thresholds": 0.1},
+    ]

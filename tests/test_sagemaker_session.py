@@ -107,3 +107,41 @@ def test_instance_types_are_checked_against_the_api_model() -> None:
         check_instance_type(session, "ml.g5.huge", "TrainingInstanceType")
     with pytest.raises(LaunchError, match=r"instance type 'xl' does not exist for this use$"):
         check_instance_type(session, "xl", "ProductionVariantInstanceType")
+
+
+def test_execution_role_inside_sagemaker_else_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:
+    import sagemaker
+
+    import multilabel.sagemaker_session as sagemaker_session
+    from multilabel.sagemaker_session import execution_role
+
+    monkeypatch.setattr(sagemaker_session, "SAGEMAKER_NOTEBOOK_METADATA", str(tmp_path / "absent.json"))
+    monkeypatch.delenv(ROLE_ENV, raising=False)
+    with pytest.raises(LaunchError, match=f"no execution role: outside SageMaker, set {ROLE_ENV}"):
+        execution_role()
+    monkeypatch.setenv(ROLE_ENV, ROLE)
+    assert execution_role() == ROLE
+    assert execution_role(role=ROLE.replace("SageMakerRole", "Other")).endswith("role/Other")
+
+    metadata = tmp_path / "resource-metadata.json"
+    metadata.write_text("{}")
+    monkeypatch.setattr(sagemaker_session, "SAGEMAKER_NOTEBOOK_METADATA", str(metadata))
+    notebook_role = "arn:aws:iam::123456789012:role/NotebookRole"
+    monkeypatch.setattr(sagemaker, "get_execution_role", lambda session=None: notebook_role)
+    assert execution_role() == notebook_role  # inside SageMaker: the notebook's own role
+
+    def no_role(session=None):
+        raise ValueError("The current AWS identity is not a role")
+
+    monkeypatch.setattr(sagemaker, "get_execution_role", no_role)
+    with pytest.raises(LaunchError, match="cannot tell this notebook's execution role"):
+        execution_role()
+
+
+def test_the_sdk_notices_are_quiet() -> None:
+    import logging
+
+    for name in ("sagemaker.config", "sagemaker.telemetry"):
+        assert logging.getLogger(name).getEffectiveLevel() >= logging.WARNING
