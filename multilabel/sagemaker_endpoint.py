@@ -336,7 +336,12 @@ def batch_transform(
         split_type="Line",
         wait=wait,
         logs=False,
-        model_client_config={"InvocationsTimeoutInSeconds": limits.invocations_timeout_s},
+        # One retry: a mini-batch may hold a worker for up to an hour, and a refused one (4xx)
+        # fails the same way every time.
+        model_client_config={
+            "InvocationsTimeoutInSeconds": limits.invocations_timeout_s,
+            "InvocationsMaxRetries": 1,
+        },
         **data_processing(id_field, list(text_columns)),
     )
     return transformer.latest_transform_job.name

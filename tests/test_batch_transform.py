@@ -199,7 +199,7 @@ def test_launch_batch_creates_the_job_with_those_settings() -> None:
     assert job["Environment"] == LIMITS.environment
     assert job["MaxPayloadInMB"] == LIMITS.max_payload_mb
     assert job["BatchStrategy"] == "MultiRecord"
-    assert job["ModelClientConfig"] == {"InvocationsTimeoutInSeconds": 3600}
+    assert job["ModelClientConfig"] == {"InvocationsTimeoutInSeconds": 3600, "InvocationsMaxRetries": 1}
     assert job["DataProcessing"] == {
         "InputFilter": ID_FILTERS["input_filter"],
         "OutputFilter": ID_FILTERS["output_filter"],
