@@ -18,21 +18,28 @@ from multilabel.arguments import parse_arguments
 from multilabel.errors import ArgumentError, DataValidationError, UsageError
 
 logger = logging.getLogger("train")
+PROJECT_LOGGERS = ("train", "multilabel")
 
 EXIT_BAD_DATA = 2
 
 
-def configure_logging(level: int = logging.INFO) -> None:
-    """One format for our logs and the libraries', through the root logger."""
+def configure_logging(level: int = logging.INFO, library_level: int = logging.WARNING) -> None:
+    """One format, one line per message: this project's logs at `level`, the libraries' at
+    `library_level` (WARNING unless --log_level says otherwise), datasets' progress bars off."""
     import datasets
     import transformers
 
     logging.basicConfig(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stdout, force=True
     )
-    logging.getLogger().setLevel(level)
-    datasets.utils.logging.set_verbosity(level)
-    transformers.utils.logging.set_verbosity(level)
+    logging.getLogger().setLevel(library_level)
+    for name in PROJECT_LOGGERS:
+        logging.getLogger(name).setLevel(level)
+    # datasets has a handler of its own: without this, each of its messages would print twice.
+    datasets.utils.logging.get_logger().handlers.clear()
+    datasets.utils.logging.set_verbosity(library_level)
+    datasets.disable_progress_bars()
+    transformers.utils.logging.set_verbosity(library_level)
     transformers.utils.logging.disable_default_handler()
     transformers.utils.logging.enable_propagation()
 
@@ -45,8 +52,12 @@ def main(argv: list[str] | None = None) -> int:
         configure_logging()
         logger.error("%s", err)
         return EXIT_BAD_DATA
-    # INFO on the main process, WARNING on the other DDP ranks.
-    configure_logging(training_args.get_process_log_level())
+    # Ours: INFO on the main process, WARNING on the other DDP ranks; the libraries' follow
+    # --log_level / --log_level_replica (WARNING by default).
+    configure_logging(
+        logging.INFO if training_args.should_log else logging.WARNING,
+        training_args.get_process_log_level(),
+    )
     from multilabel.training import run  # heavy imports after argument errors are reported
 
     try:

@@ -6,8 +6,11 @@ hyperparameter (the training toolkit passes hyperparameters as `--name value`).
 
 from __future__ import annotations
 
+import argparse
+import difflib
+import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 
 from transformers import HfArgumentParser, TrainingArguments
 
@@ -96,6 +99,15 @@ class DataArguments:
         default=None,
         metadata={"help": "Comma-separated label columns. Default: every column named label*."},
     )
+    label_display_names: str | None = field(
+        default=None,
+        metadata={
+            "help": "A name for each 0/1 label column, shown in the log, the report and the "
+            "endpoint's responses (saved in the model's config.json id2label): "
+            "'label1=role::program,label2=works-with::text', a JSON object, or a JSON file "
+            "such as data/labels.json. Columns left out keep their own name."
+        },
+    )
     label_format: str = field(
         default="auto",
         metadata={
@@ -133,6 +145,14 @@ class DataArguments:
             "SM_OUTPUT_DATA_DIR, else outputs/data."
         },
     )
+    keep_checkpoints: bool | None = field(
+        default=None,
+        metadata={
+            "help": "Keep the checkpoints (--output_dir) after a successful run. They only serve "
+            "resuming an interrupted run, and each costs about 3x the model (weights + optimizer "
+            "state). Default: deleted after a local run, kept on SageMaker (synced to S3)."
+        },
+    )
     preprocessing_num_workers: int | None = field(
         default=None, metadata={"help": "Processes for tokenisation."}
     )
@@ -168,12 +188,17 @@ class DataArguments:
 
     def column_spec(self) -> ColumnSpec:
         """The text and label columns and the encoding, as the schema module takes them."""
-        return ColumnSpec.from_flags(self.text_column_names, self.label_column_names, self.encoding)
+        return ColumnSpec.from_flags(
+            self.text_column_names, self.label_column_names, self.encoding, self.label_display_names
+        )
 
 
 # Trainer defaults that differ from transformers' own, applied as parser defaults so that
 # every one of them can still be overridden from the command line or a hyperparameter.
 TRAINING_DEFAULTS = {
+    # train.py trains unless told `--do_train False`: then it evaluates (--do_eval) or predicts
+    # (--do_predict) with the model directory given as --model_name_or_path.
+    "do_train": True,
     "eval_strategy": "epoch",
     "save_strategy": "epoch",
     "logging_strategy": "steps",
@@ -191,9 +216,15 @@ TRAINING_DEFAULTS = {
     "warmup_ratio": 0.1,
     "weight_decay": 0.01,
     "report_to": "none",
-    "log_level": "info",
-    "disable_tqdm": True,
+    # disable_tqdm: decided by `_adapt_to_terminal` unless given; log_level stays "passive":
+    # the libraries log warnings only (train.py's own log says what happens).
 }
+
+
+def show_progress_bar(on_sagemaker: bool) -> bool:
+    """The Trainer's progress bar only on a terminal: not on SageMaker (the log feeds
+    CloudWatch) and not when the output goes to a file or a pipe."""
+    return not on_sagemaker and sys.stdout.isatty() and sys.stderr.isatty()
 
 
 def _adapt_to_device(namespace) -> None:
@@ -214,6 +245,115 @@ def _adapt_to_device(namespace) -> None:
         namespace.tf32 = True
 
 
+HELP_ALL = "--help-all"
+USAGE = "train.py [options]"
+# The Trainer options most runs set, shown by --help after the project's own.
+COMMON_TRAINER_OPTIONS = (
+    "num_train_epochs",
+    "learning_rate",
+    "per_device_train_batch_size",
+    "per_device_eval_batch_size",
+    "gradient_accumulation_steps",
+    "warmup_ratio",
+    "weight_decay",
+    "seed",
+    "output_dir",
+    "overwrite_output_dir",
+    "resume_from_checkpoint",
+    "eval_strategy",
+    "save_strategy",
+    "logging_steps",
+    "max_steps",
+    "save_total_limit",
+    "disable_tqdm",
+    "log_level",
+)
+
+# Where this project gives a Trainer option another meaning or default than transformers' help says.
+TRAINER_HELP = {
+    "output_dir": "Where checkpoints go. Default: /opt/ml/checkpoints on SageMaker, else outputs/checkpoints.",
+    "disable_tqdm": "Hide the progress bar. Default: shown on a terminal only, never on SageMaker.",
+    "log_level": "The libraries' log level (train.py's own log is always INFO). Default 'passive': warnings only.",
+}
+
+
+class TrainArgumentParser(HfArgumentParser):
+    """`HfArgumentParser` whose refusals show a one-line usage and suggest the closest flag."""
+
+    def parse_args(self, args=None, namespace=None):
+        namespace, unknown = self.parse_known_args(args, namespace)
+        if unknown:
+            flags = [o for a in self._actions for o in a.option_strings if o.startswith("--")]
+            hints = []
+            for token in (u for u in unknown if u.startswith("-")):
+                name = token.split("=", 1)[0]
+                close = difflib.get_close_matches(name, flags, n=1, cutoff=0.6)
+                if close:
+                    hints.append(f"{name}: did you mean {close[0]}?")
+            self.error(f"unrecognized arguments: {' '.join(unknown)}" + "".join(f"\n  {h}" for h in hints))
+        return namespace
+
+    def error(self, message: str):
+        self.exit(2, f"usage: {USAGE}   (train.py --help for the options)\ntrain.py: error: {message}\n")
+
+
+def full_parser() -> HfArgumentParser:
+    """Every flag: the project's own and every `TrainingArguments` field, with this project's defaults."""
+    # No abbreviations: a typo such as --learning_rat must not pass as --learning_rate.
+    parser = TrainArgumentParser(
+        (ModelArguments, DataArguments, TrainingArguments), allow_abbrev=False, usage=USAGE
+    )
+    parser.set_defaults(**TRAINING_DEFAULTS)
+    return parser
+
+
+def _metavar(f) -> str:
+    """A short placeholder by the field's type: `BOOL`, `N`, `X` or `TEXT`."""
+    kind = str(f.type)
+    for marker, metavar in (("bool", "BOOL"), ("int", "N"), ("float", "X")):
+        if marker in kind:
+            return metavar
+    return "TEXT"
+
+
+def short_help() -> str:
+    """`--help`: the project's options, then the Trainer options most runs set, then where the rest are."""
+    parser = argparse.ArgumentParser(
+        prog="train.py",
+        usage=USAGE,
+        description="Fine-tune an encoder for multi-label text classification from CSV files. "
+        "Every option is also a SageMaker hyperparameter.",
+        epilog=f"Every other transformers TrainingArguments option is accepted too: `train.py {HELP_ALL}` "
+        "lists all of them (https://huggingface.co/docs/transformers/main_classes/trainer#transformers.TrainingArguments).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        argument_default=argparse.SUPPRESS,  # "(default: ...)" only where there is one
+        add_help=False,
+    )
+    for dtype, title in (
+        (ModelArguments, "model options"),
+        (DataArguments, "data options"),
+        (TrainingArguments, "most used Trainer options (this project's defaults)"),
+    ):
+        group = parser.add_argument_group(title)
+        chosen = {f.name: f for f in fields(dtype) if f.init}
+        names = COMMON_TRAINER_OPTIONS if dtype is TrainingArguments else list(chosen)
+        for name in names:
+            f = chosen[name]
+            default = TRAINING_DEFAULTS.get(name, f.default)
+            text = TRAINER_HELP.get(name) or " ".join(str(f.metadata.get("help", "")).split())
+            kwargs = {"help": text or " "}
+            if default is not MISSING and default is not None:
+                kwargs["default"] = default
+            if "choices" in f.metadata:
+                kwargs["choices"] = f.metadata["choices"]
+            metavar = None if "choices" in f.metadata else _metavar(f)
+            group.add_argument(f"--{name}", metavar=metavar, **kwargs)
+    parser.add_argument_group("help").add_argument(
+        "-h", "--help", action="help", help=f"this summary; {HELP_ALL}: every option"
+    )
+    return parser.format_help()
+
+
 def parse_arguments(
     argv: Sequence[str] | None = None,
 ) -> tuple[ModelArguments, DataArguments, TrainingArguments]:
@@ -225,11 +365,20 @@ def parse_arguments(
     defaults to `/opt/ml/checkpoints` on SageMaker, else outputs/checkpoints.
     """
     # No abbreviations: a typo such as --learning_rat must not pass as --learning_rate.
-    parser = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments), allow_abbrev=False)
-    parser.set_defaults(**TRAINING_DEFAULTS)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if HELP_ALL in argv:
+        full_parser().print_help()
+        raise SystemExit(0)
+    if "-h" in argv or "--help" in argv:
+        print(short_help())
+        raise SystemExit(0)
+    parser = full_parser()
     namespace = parser.parse_args(argv)
+    run_paths = resolve_run_paths()
     if namespace.output_dir is None:
-        namespace.output_dir = resolve_run_paths().checkpoint_dir
+        namespace.output_dir = run_paths.checkpoint_dir
+    if namespace.disable_tqdm is None:
+        namespace.disable_tqdm = not show_progress_bar(run_paths.on_sagemaker)
     _adapt_to_device(namespace)
     parsed, problems = [], []
     for dtype in parser.dataclass_types:

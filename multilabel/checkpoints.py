@@ -184,3 +184,35 @@ def choose_resume_checkpoint(
             )
     write_fingerprint(checkpoint_dir, fingerprint)
     return newest_good_checkpoint(checkpoint_dir)
+
+
+def folder_bytes(path: Path) -> int:
+    """The size of the files under `path`."""
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+def remove_finished_checkpoints(checkpoint_dir: str | Path) -> int:
+    """After a finished run, delete its `checkpoint-N` folders and fingerprint; returns the bytes freed.
+
+    Checkpoints only serve resuming an interrupted run: each holds the weights, the
+    optimizer's state (two moments per weight, twice the weights' size) and the
+    scheduler's and RNG states, about 3x the model. Folders set aside as unusable
+    (`corrupt-checkpoint-N`) and any other file stay; the folder goes when left empty.
+    """
+    root = Path(checkpoint_dir)
+    removed = list_checkpoints(root)
+    freed = sum(folder_bytes(path) for path in removed)
+    for path in removed:
+        shutil.rmtree(path)
+    (root / FINGERPRINT_FILE).unlink(missing_ok=True)
+    if root.is_dir() and not any(root.iterdir()):
+        root.rmdir()
+    if removed:
+        logger.info(
+            "removed %d checkpoint(s) (%.1f MB) from %s: the run finished, and they only serve "
+            "resuming an interrupted run (--keep_checkpoints True keeps them)",
+            len(removed),
+            freed / 1e6,
+            root,
+        )
+    return freed

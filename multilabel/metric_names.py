@@ -2,7 +2,8 @@
 
 `metrics.multilabel_metrics` builds its keys from the names here; launch.py's SageMaker
 metric definitions match the lines written here. Every Trainer log event becomes one line,
-`metrics step=N name=value ...`, and the end of a run one `final name=value ...` line, so a
+`metrics step=N name=value ...` (an evaluation's holds its headline metrics; on SageMaker a
+second line carries the rest), and the end of a run one `final name=value ...` line, so a
 metric's regex is ` name=(number)`. Standard library only.
 """
 
@@ -45,6 +46,10 @@ TRAINING = ("loss", "learning_rate", "grad_norm", "epoch", "train_loss", "train_
 # checkpoints that happen to be calibrated near 0.5 for the frequent labels.
 BEST_METRIC = averaged("macro", AVERAGE_PRECISION)
 
+# The metrics of an evaluation's one-line summary, and those the final line adds.
+HEADLINE = ("loss", averaged("micro", "f1"), averaged("macro", "f1"), BEST_METRIC)
+FINAL_EXTRA = (averaged("micro", "precision"), averaged("micro", "recall"))
+
 # Results of the validation split carry Trainer's prefix; metrics at the default threshold
 # (before tuning) are kept beside the tuned ones as `<prefix>_untuned_<name>`.
 EVAL_PREFIX = "eval"
@@ -83,9 +88,27 @@ def step_line(step: int, values: Mapping[str, float]) -> str:
     return f"metrics step={step:d} {format_metrics(values)}"
 
 
+def split_log_event(values: Mapping[str, float]) -> tuple[dict[str, float], dict[str, float]]:
+    """A Trainer log event as (its compact line's values, the rest).
+
+    An evaluation's compact line holds the epoch and the headline eval metrics; the rest
+    (every other aggregate, the per-label figures, timings) goes to the output files and,
+    on SageMaker, to a second line for the metric definitions. Training events are compact.
+    """
+    if f"{EVAL_PREFIX}_loss" not in values:
+        return dict(values), {}
+    keep = {"epoch", *(f"{EVAL_PREFIX}_{name}" for name in HEADLINE)}
+    return (
+        {k: v for k, v in values.items() if k in keep},
+        {k: v for k, v in values.items() if k not in keep},
+    )
+
+
 def final_line(values: Mapping[str, float]) -> str:
-    """The line logged at the end of a run: `final name=value ...`, the untuned metrics left out."""
-    return "final " + format_metrics({k: v for k, v in values.items() if f"_{UNTUNED}_" not in k})
+    """The line logged at the end of a run: `final name=value ...` with the training loss and
+    each evaluated split's headline metrics (the rest is in the results files)."""
+    keep = {"train_loss", *(f"{p}_{n}" for p in (EVAL_PREFIX, "test") for n in (*HEADLINE, *FINAL_EXTRA))}
+    return "final " + format_metrics({k: v for k, v in values.items() if k in keep})
 
 
 def metric_definitions(label_names: Sequence[str] = (), test: bool = False) -> list[dict[str, str]]:

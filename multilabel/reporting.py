@@ -54,6 +54,22 @@ def write_results(
     write_label_report(output_dir, report_split, evaluations[report_split], thresholds, label_names)
 
 
+def summary_lines(
+    model_dir: str | Path, output_dir: str | Path, evaluations: Mapping[str, metrics.SplitEvaluation]
+) -> list[str]:
+    """The end of a run's log: its headline result, where the model and the results are."""
+    split = "test" if "test" in evaluations else "validation"
+    tuned = evaluations[split].tuned
+    return [
+        f"done: {split} micro-F1 {tuned['micro_f1']:.4f}, macro-F1 {tuned['macro_f1']:.4f} "
+        f"({len(evaluations[split].labels)} rows, thresholds tuned on validation)",
+        f"model: {model_dir}",
+        f"results: {output_dir} (label_report.md and .png per label, "
+        + ", ".join(f"{s}_predictions.csv" for s in evaluations)
+        + ", all_results.json)",
+    ]
+
+
 def save_metrics(output_dir: Path, results: Mapping[str, Mapping[str, float]]) -> None:
     """`<prefix>_results.json` for each entry of `results` and `all_results.json`, this run's only."""
     merged: dict[str, float] = {}
@@ -77,7 +93,7 @@ def write_predictions(
             predicted = LABEL_SEPARATOR.join(n for n, hit in zip(label_names, row_hits, strict=False) if hit)
             # Shortest exact repr: the file reproduces the reported metrics exactly.
             writer.writerow([i, predicted, *(repr(float(p)) for p in row_probs)])
-    logger.info("per-row predictions written to %s", path)
+    logger.debug("per-row predictions written to %s", path)
 
 
 def label_table(

@@ -254,7 +254,10 @@ class TrainConfig(ContainerChoice):
     def column_spec(self) -> ColumnSpec:
         """The columns to validate, and the encoding that train.py gets as `--hp encoding=...`."""
         encoding = str(self.hyperparameters.get("encoding", DEFAULT_ENCODING))
-        return ColumnSpec.from_flags(self.text_column_names, self.label_column_names, encoding)
+        display = self.hyperparameters.get("label_display_names")
+        return ColumnSpec.from_flags(
+            self.text_column_names, self.label_column_names, encoding, str(display) if display else None
+        )
 
 
 def run_prefix(base_job_name: str) -> str:
@@ -262,12 +265,21 @@ def run_prefix(base_job_name: str) -> str:
 
 
 def job_hyperparameters(config: TrainConfig) -> dict[str, Any]:
-    """train.py's arguments for the job: the column flags, then the user's `--hp`."""
+    """train.py's arguments for the job: the column flags, then the user's `--hp`.
+
+    `label_display_names` given as a local JSON file is sent as its content: the file does
+    not travel to the training instance.
+    """
+    hyperparameters = dict(config.hyperparameters)
+    display = hyperparameters.get("label_display_names")
+    if display:
+        names = dict(config.column_spec().display_names)
+        hyperparameters["label_display_names"] = json.dumps(names, ensure_ascii=False)
     return {
         "text_column_names": config.text_column_names,
         "label_format": config.label_format,
         **({"label_column_names": config.label_column_names} if config.label_column_names else {}),
-        **config.hyperparameters,
+        **hyperparameters,
     }
 
 

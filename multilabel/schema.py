@@ -45,6 +45,64 @@ def split_names(names: str) -> tuple[str, ...]:
     return tuple(n.strip() for n in names.split(",") if n.strip())
 
 
+def parse_display_names(value: str) -> dict[str, str]:
+    """`--label_display_names`: label column -> the name the model, log and endpoint show.
+
+    Either `column=name` pairs separated by commas (`label1=role::program,label2=works-with::text`),
+    a JSON object, or the path of a JSON file holding one (such as data/labels.json).
+    Raises `ArgumentError` naming every problem: bad syntax, an empty or repeated column or name.
+    """
+    import json
+
+    flag = "--label_display_names"
+    text = value.strip()
+    if text.startswith("{") or text.endswith(".json") or os.path.isfile(text):
+        where = "the JSON object"
+        try:
+            if not text.startswith("{"):
+                where = text
+                text = Path(text).read_text(encoding="utf-8")
+            pairs = json.loads(text)
+        except OSError as err:
+            raise ArgumentError([f"{flag}: cannot read {value!r} ({err.strerror or err})"]) from None
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise ArgumentError([f"{flag}: {where} is not valid JSON ({err})"]) from None
+        if not isinstance(pairs, dict) or not all(isinstance(v, str) for v in pairs.values()):
+            raise ArgumentError(
+                [
+                    f"{flag}: {where} must be a JSON object of label column -> name (strings), found {pairs!r:.80}"
+                ]
+            )
+        items = [(str(k).strip(), v.strip()) for k, v in pairs.items()]
+    else:
+        items = []
+        for part in (p for p in text.split(",") if p.strip()):
+            column, sep, name = part.partition("=")
+            if not sep:
+                raise ArgumentError(
+                    [
+                        f"{flag}: expected column=name pairs separated by commas, found {part.strip()!r}; "
+                        "for example label1=role::program,label2=works-with::text, or a JSON file"
+                    ]
+                )
+            items.append((column.strip(), name.strip()))
+    problems = [f"{flag}: column {c!r} has an empty name" for c, n in items if not n]
+    problems += [f"{flag}: an empty column name (for {n!r})" for c, n in items if not c]
+    columns, names = [c for c, _ in items], [n for _, n in items]
+    problems += [
+        f"{flag}: column {c!r} is named more than once"
+        for c in sorted({c for c in columns if columns.count(c) > 1})
+    ]
+    problems += [
+        f"{flag}: the name {n!r} is given to several columns {[c for c, m in items if m == n]}; "
+        "each label needs its own name"
+        for n in sorted({n for n in names if n and names.count(n) > 1})
+    ]
+    if problems:
+        raise ArgumentError(problems)
+    return dict(items)
+
+
 @dataclass(frozen=True)
 class ColumnSpec:
     """Which CSV columns hold the text pair and the labels, and how the files are encoded."""
@@ -52,6 +110,8 @@ class ColumnSpec:
     text_columns: tuple[str, ...] = DEFAULT_TEXT_COLUMNS
     label_columns: tuple[str, ...] | None = None  # None: every column named label*
     encoding: str = DEFAULT_ENCODING
+    # (column, display name) pairs of indicator-format label columns; others keep their column name.
+    display_names: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         """Every problem of the column lists and the encoding, in one `ArgumentError`."""
@@ -86,11 +146,16 @@ class ColumnSpec:
 
     @classmethod
     def from_flags(
-        cls, text_column_names: str, label_column_names: str | None, encoding: str = DEFAULT_ENCODING
+        cls,
+        text_column_names: str,
+        label_column_names: str | None,
+        encoding: str = DEFAULT_ENCODING,
+        label_display_names: str | None = None,
     ) -> ColumnSpec:
         """The spec from the comma-separated lists that train.py and launch.py take as flags."""
         labels = split_names(label_column_names) if label_column_names is not None else None
-        return cls(split_names(text_column_names), labels, encoding)
+        display = tuple(parse_display_names(label_display_names).items()) if label_display_names else ()
+        return cls(split_names(text_column_names), labels, encoding, display)
 
     def resolve_label_columns(self, header: Sequence[str]) -> tuple[str, ...]:
         """The label columns for a file with this header."""
@@ -240,6 +305,8 @@ def check_label_cells(
     positives = dict.fromkeys(schema.label_names, 0)
     n_text = len(spec.text_columns)
     columns = [*spec.text_columns, *schema.label_columns]
+    # Indicator columns count for their label name (the column's display name, if given).
+    name_of = dict(zip(schema.label_columns, schema.label_names, strict=False))
     for row_number, _, cells in iter_records(path, columns, spec.encoding):
         if cells is None:
             continue
@@ -250,7 +317,7 @@ def check_label_cells(
                     bad.setdefault(column, []).append(row_number)
                     found.setdefault(column, set()).add(value)
                 elif v.lower() in _TRUE:
-                    positives[column] += 1
+                    positives[name_of[column]] += 1
             elif v:
                 if known is not None and v not in known:
                     bad.setdefault(column, []).append(row_number)
@@ -347,6 +414,28 @@ def _variant_problems(
     return problems
 
 
+def _display_names(first: Path, label_columns: Sequence[str], display: dict[str, str]) -> tuple[str, ...]:
+    """The label names of indicator data: each column's display name, else the column's own."""
+    unknown = [c for c in display if c not in label_columns]
+    problems = (
+        [
+            f"--label_display_names: column(s) {unknown} are not label columns of {first}, whose label "
+            f"columns are {list(label_columns)}"
+        ]
+        if unknown
+        else []
+    )
+    names = tuple(display.get(c, c) for c in label_columns)
+    problems += [
+        f"--label_display_names: the name {n!r} is also the name of another label column; "
+        "each label needs its own name"
+        for n in sorted({n for n in names if names.count(n) > 1})
+    ]
+    if problems:
+        raise DataValidationError(problems)
+    return names
+
+
 def validate_files(
     files: dict[str, str | os.PathLike | None],
     spec: ColumnSpec | None = None,
@@ -425,8 +514,15 @@ def validate_files(
             ]
         )
     if fmt == INDICATOR_FORMAT:
-        names = tuple(label_columns)
+        names = _display_names(first, label_columns, dict(spec.display_names))
     else:
+        if spec.display_names:
+            raise DataValidationError(
+                [
+                    f"{first}: --label_display_names renames indicator (0/1) label columns, but the "
+                    "label columns hold label names already; leave the flag out, or rename the values"
+                ]
+            )
         names = tuple(sorted(v for v in train_values if v))
         if not names:
             raise DataValidationError([f"{first}: the label columns {list(label_columns)} are all empty"])

@@ -117,11 +117,21 @@ class MultiLabelTrainer(Trainer):
 
 
 class MetricLogCallback(TrainerCallback):
-    """Logs every Trainer log event as one `name=value` line, for people and for regexes."""
+    """Logs every Trainer log event as one compact `name=value` line, for people and for regexes.
+
+    With `detail` (on SageMaker, whose metric definitions read the log) an evaluation's other
+    metrics, per-label F1 included, follow on a second line; locally they are in the output files.
+    """
+
+    def __init__(self, detail: bool = False):
+        self.detail = detail
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if state.is_world_process_zero and logs:
-            logger.info("%s", metric_names.step_line(state.global_step, logs))
+            compact, rest = metric_names.split_log_event(logs)
+            logger.info("%s", metric_names.step_line(state.global_step, compact))
+            if self.detail and rest:
+                logger.info("%s", metric_names.step_line(state.global_step, rest))
 
 
 class SyncBestCheckpointCallback(TrainerCallback):
@@ -285,7 +295,7 @@ def compute_pos_weight(train_labels: np.ndarray, mode: str, cap: float) -> torch
     positives = train_labels.sum(axis=0)
     ratio = (len(train_labels) - positives) / np.maximum(positives, 1.0)
     weight = np.clip(np.sqrt(ratio) if mode == "sqrt" else ratio, 1.0, cap)
-    logger.info("pos_weight per label: %s", np.round(weight, 2).tolist())
+    logger.info("pos_weight per label: %s", np.round(weight.astype(np.float64), 2).tolist())
     return torch.tensor(weight, dtype=torch.float32)
 
 
@@ -392,7 +402,7 @@ def build_trainer(
         data_collator=collator,
         processing_class=tokenizer,
         compute_metrics=compute_eval_metrics(list(model.config.id2label.values())),
-        callbacks=[MetricLogCallback(), SyncBestCheckpointCallback()],
+        callbacks=[MetricLogCallback(detail=resolve_run_paths().on_sagemaker), SyncBestCheckpointCallback()],
         pos_weight=pos_weight,
     )
     trainer.remove_callback(PrinterCallback)  # MetricLogCallback logs the same, once
@@ -457,7 +467,14 @@ def resume_checkpoint(training_args: TrainingArguments, fingerprint: Mapping[str
 def run(
     model_args: ModelArguments, data_args: DataArguments, training_args: TrainingArguments
 ) -> dict[str, float]:
-    """Validate, train, tune thresholds, evaluate, save. Returns the final metrics."""
+    """Validate, train, tune thresholds, evaluate, save. Returns the final metrics.
+
+    With `--do_train False`, evaluates or predicts with a trained model instead (`scoring`).
+    """
+    if not training_args.do_train:
+        from multilabel import scoring
+
+        return scoring.run(model_args, data_args, training_args)
     paths = resolve_run_paths()
     model_dir = data_args.model_dir or paths.model_dir
     output_data_dir = data_args.output_data_dir or paths.output_data_dir
@@ -493,6 +510,8 @@ def run(
             thresholds=dict(zip(schema.label_names, thresholds.tolist(), strict=True)),
             max_seq_length=max_length,
             truncation=data_args.truncation,
+            label_format=schema.label_format,
+            label_columns=schema.label_columns,
         )
         staging.publish(
             model_dir,
@@ -503,5 +522,11 @@ def run(
             ),
             data_files=reporting.OUTPUT_DATA_FILES,
         )
-        logger.info("model saved to %s, results to %s", model_dir, output_data_dir)
+        for line in reporting.summary_lines(model_dir, output_data_dir, evaluations):
+            logger.info("%s", line)
+        # Checkpoints only serve resuming; on SageMaker they are synced to S3, where a spot
+        # restart or a re-run of the same job reads them, so they stay there by default.
+        keep = data_args.keep_checkpoints
+        if not (paths.on_sagemaker if keep is None else keep):
+            checkpoints.remove_finished_checkpoints(training_args.output_dir)
     return all_metrics

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import DATA, FAST_ARGS, run_train
+from tests.moto_aws import aws, moto_url  # noqa: F401  (the emulated AWS account's fixtures, for every file)
 
 
 @pytest.fixture(scope="session")

@@ -1,8 +1,8 @@
 """An emulated AWS account for the SageMaker tests: the moto server on 127.0.0.1, and helpers.
 
-A test file that uses the account imports both fixtures (`from tests.moto_aws import aws,
-moto_url`), so that pytest finds them, and asks for it with `@pytest.mark.usefixtures("aws")`;
-the server's address is then in AWS_ENDPOINT_URL.
+conftest.py imports this module's fixtures, so every test file has them; a test asks for the
+account with `@pytest.mark.usefixtures("aws")`, and the server's address is then in
+AWS_ENDPOINT_URL.
 """
 
 from __future__ import annotations
@@ -14,14 +14,17 @@ import tarfile
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import boto3
 import pytest
 
 from multilabel.artifact import pack_model
 from multilabel.sagemaker_session import make_session
-from tests.conftest import SageMakerRun
 from tests.model_server import free_port
+
+if TYPE_CHECKING:
+    from tests.conftest import SageMakerRun
 
 REGION = "us-east-1"
 BUCKET = "multilabel-test-bucket"

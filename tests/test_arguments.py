@@ -117,3 +117,79 @@ def test_parsing_arguments_imports_no_scikit_learn_datasets_or_trainer() -> None
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "[]", f"imported by multilabel.arguments: {result.stdout}"
+
+
+def test_help_shows_the_project_options_first_and_the_trainer_options_on_request(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as done:
+        parse_arguments(["--help"])
+    assert done.value.code == 0
+    short = capsys.readouterr().out
+    assert short.startswith("usage: train.py [options]")
+    assert (
+        short.index("--model_name_or_path")
+        < short.index("--label_display_names")
+        < short.index("--num_train_epochs")
+    )
+    assert "--help-all" in short and "--adam_beta1" not in short
+    assert len(short.splitlines()) < 160
+    with pytest.raises(SystemExit) as done:
+        parse_arguments(["--help-all"])
+    assert done.value.code == 0
+    everything = capsys.readouterr().out
+    assert "--adam_beta1" in everything and "--label_display_names" in everything
+
+
+def test_a_misspelt_flag_gets_a_suggestion_and_a_short_usage(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as refused:
+        parse_arguments(["--learning_rat=1e-3", "--num_train_epoch", "3", "--zzzz"])
+    assert refused.value.code == 2
+    err = capsys.readouterr().err
+    assert "--learning_rat: did you mean --learning_rate?" in err
+    assert "--num_train_epoch: did you mean --num_train_epochs?" in err
+    assert "--zzzz: did you mean" not in err
+    assert len(err.splitlines()) <= 5, err
+
+
+def test_the_progress_bar_is_off_without_a_terminal_and_on_sagemaker(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from multilabel import arguments
+
+    monkeypatch.delenv("SM_MODEL_DIR", raising=False)
+    monkeypatch.delenv("SM_TRAINING_ENV", raising=False)
+    assert parse_arguments([])[2].disable_tqdm is True  # pytest captures stdout: no terminal
+    assert parse_arguments(["--disable_tqdm=False"])[2].disable_tqdm is False
+    monkeypatch.setattr(arguments, "show_progress_bar", lambda on_sagemaker: not on_sagemaker)
+    assert parse_arguments([])[2].disable_tqdm is False
+    monkeypatch.setenv("SM_TRAINING_ENV", "{}")
+    monkeypatch.setenv("SM_CHECKPOINT_DIR", "outputs/checkpoints")
+    assert parse_arguments([])[2].disable_tqdm is True
+
+
+def test_label_display_names_are_checked_when_parsed(tmp_path: Path) -> None:
+    _, data_args, _ = parse_arguments(["--label_display_names", "label1=role::program, label2=c"])
+    assert data_args.column_spec().display_names == (("label1", "role::program"), ("label2", "c"))
+    _, data_args, _ = parse_arguments([f"--label_display_names={ROOT / 'data' / 'labels.json'}"])
+    assert dict(data_args.column_spec().display_names)["label10"] == "works-with::text"
+    with pytest.raises(ArgumentError) as info:
+        parse_arguments(["--label_display_names", "label1=a,label2=a,label1=b,label3"])
+    assert info.value.problems == [
+        "--label_display_names: expected column=name pairs separated by commas, found 'label3'; "
+        "for example label1=role::program,label2=works-with::text, or a JSON file"
+    ]
+    with pytest.raises(ArgumentError) as info:
+        parse_arguments(["--label_display_names", "label1=a,label2=a,label1=b,label4="])
+    assert info.value.problems == [
+        "--label_display_names: column 'label4' has an empty name",
+        "--label_display_names: column 'label1' is named more than once",
+        "--label_display_names: the name 'a' is given to several columns ['label1', 'label2']; "
+        "each label needs its own name",
+    ]
+    bad = tmp_path / "names.json"
+    bad.write_text('["not", "an", "object"]')
+    with pytest.raises(ArgumentError, match=r"names.json must be a JSON object of label column -> name"):
+        parse_arguments([f"--label_display_names={bad}"])
+    with pytest.raises(ArgumentError, match=r"cannot read .*missing.json"):
+        parse_arguments([f"--label_display_names={tmp_path / 'missing.json'}"])

@@ -23,13 +23,7 @@ from tests.batch_transform import MB, TransformError, mini_batches, transform
 from tests.conftest import SageMakerRun
 from tests.helpers import DATA, read_csv
 from tests.model_server import ModelServer, post
-from tests.moto_aws import (  # noqa: F401  (aws, moto_url: fixtures)
-    BUCKET,
-    REGION,
-    ROLE,
-    aws,
-    moto_url,
-)
+from tests.moto_aws import BUCKET, REGION, ROLE
 
 JSONLINES = "application/jsonlines"
 RECORD_COUNT = 6000

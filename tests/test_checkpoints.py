@@ -1,4 +1,5 @@
-"""Which checkpoint a run resumes from: ownership by fingerprint, and unreadable checkpoints."""
+"""Which checkpoint a run resumes from: ownership by fingerprint, and unreadable checkpoints;
+what a finished run keeps."""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ from multilabel.checkpoints import (
     checkpoint_problem,
     choose_resume_checkpoint,
     read_fingerprint,
+    remove_finished_checkpoints,
 )
+from tests.helpers import DATA, FAST_ARGS, read_csv, run_train, write_csv
 
 RUN = {"data": {"train": {"train.csv": "ab12"}}, "learning_rate": 5e-5, "label_names": ["a", "b"]}
 
@@ -108,3 +111,46 @@ def test_with_no_good_checkpoint_left_the_run_starts_afresh(tmp_path: Path) -> N
     truncate(make_checkpoint(tmp_path, 10) / "model.safetensors")
     assert choose_resume_checkpoint(tmp_path, RUN) is None
     assert checkpoint_problem(make_checkpoint(tmp_path, 30)) is None
+
+
+def test_a_finished_run_removes_its_checkpoints_but_not_set_aside_ones(tmp_path: Path) -> None:
+    root = tmp_path / "checkpoints"
+    choose_resume_checkpoint(root, RUN)  # writes the fingerprint
+    for step in (10, 20):
+        make_checkpoint(root, step)
+    (root / "corrupt-checkpoint-30").mkdir()
+    sizes = sum(p.stat().st_size for p in root.glob("checkpoint-*/*"))
+    assert remove_finished_checkpoints(root) == sizes
+    assert sorted(p.name for p in root.iterdir()) == ["corrupt-checkpoint-30"], "kept for inspection"
+    (root / "corrupt-checkpoint-30").rmdir()
+    make_checkpoint(root, 40)
+    remove_finished_checkpoints(root)
+    assert not root.exists(), "a folder left empty goes too"
+
+
+@pytest.mark.slow
+def test_a_local_run_deletes_its_checkpoints_once_the_model_is_saved(
+    tiny_model: Path, tmp_path: Path
+) -> None:
+    """Locally they are deleted after success (kept with --keep_checkpoints True, and on
+    SageMaker: tests/test_train_e2e.py, tests/test_resume_and_ddp.py)."""
+    data = tmp_path / "small"
+    for split, rows in (("train", 64), ("validation", 32)):
+        write_csv(data / f"{split}.csv", [list(r.values()) for r in read_csv(DATA / f"{split}.csv")[:rows]])
+    result = run_train(
+        [
+            f"--model_name_or_path={tiny_model}",
+            f"--train_file={data / 'train.csv'}",
+            f"--validation_file={data / 'validation.csv'}",
+            f"--model_dir={tmp_path / 'model'}",
+            f"--output_data_dir={tmp_path / 'data'}",
+            f"--output_dir={tmp_path / 'checkpoints'}",
+            "--num_train_epochs=2",
+            *FAST_ARGS,
+        ],
+    )
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, log[-3000:]
+    assert (tmp_path / "model" / "model.safetensors").is_file()
+    assert not (tmp_path / "checkpoints").exists()
+    assert "removed 2 checkpoint(s) (" in log and "--keep_checkpoints True keeps them" in log

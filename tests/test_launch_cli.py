@@ -22,16 +22,7 @@ from multilabel.sagemaker_training import TrainConfig
 from multilabel.schema import DEFAULT_TEXT_COLUMNS, LABEL_FORMATS
 from tests.helpers import DATA, LABELS, ROOT
 from tests.model_server import free_port
-from tests.moto_aws import (  # noqa: F401  (aws, moto_url: fixtures)
-    AWS_ENV,
-    BUCKET,
-    REGION,
-    ROLE,
-    TRAINING_IMAGE,
-    aws,
-    moto_url,
-    queue_endpoint_answer,
-)
+from tests.moto_aws import AWS_ENV, BUCKET, REGION, ROLE, TRAINING_IMAGE, queue_endpoint_answer
 
 # ---------------------------------------------------------------- the flags
 

@@ -14,15 +14,7 @@ import pytest
 from multilabel.sagemaker_session import BUCKET_ENV, ROLE_ENV
 from tests.conftest import SageMakerRun
 from tests.helpers import DATA, ROOT, read_csv
-from tests.moto_aws import (  # noqa: F401  (aws, moto_url: fixtures)
-    BUCKET,
-    REGION,
-    ROLE,
-    aws,
-    moto_url,
-    queue_endpoint_answer,
-    upload_model,
-)
+from tests.moto_aws import BUCKET, REGION, ROLE, queue_endpoint_answer, upload_model
 
 NOTEBOOK = ROOT / "notebooks" / "launch.ipynb"
 

@@ -90,3 +90,34 @@ def test_definitions_cover_training_eval_test_then_labels_up_to_the_limit() -> N
     many = [f"tag{i}" for i in range(100)]
     assert len(metric_definitions(many, test=True)) == MAX_DEFINITIONS
     assert len(set(names)) == len(names), "a metric is defined twice"
+
+
+def test_an_evaluation_logs_one_compact_line_and_keeps_the_rest_for_sagemaker() -> None:
+    event = {
+        "eval_loss": 0.2,
+        "eval_micro_f1": 0.7,
+        "eval_macro_f1": 0.5,
+        "eval_macro_average_precision": 0.6,
+        "eval_weighted_f1": 0.65,
+        "eval_f1_perl": 0.9,
+        "eval_runtime": 3.2,
+        "epoch": 2.0,
+    }
+    compact, rest = metric_names.split_log_event(event)
+    assert list(compact) == [
+        "eval_loss",
+        "eval_micro_f1",
+        "eval_macro_f1",
+        "eval_macro_average_precision",
+        "epoch",
+    ]
+    assert rest == {"eval_weighted_f1": 0.65, "eval_f1_perl": 0.9, "eval_runtime": 3.2}
+    training = {"loss": 0.3, "learning_rate": 1e-4, "epoch": 0.5}
+    assert metric_names.split_log_event(training) == (training, {})
+
+
+def test_the_final_line_holds_the_headline_metrics_only() -> None:
+    values = {"train_loss": 0.25, "train_runtime": 9.0, "test_micro_f1": 0.7, "test_f1_perl": 0.9}
+    values |= {"test_micro_recall": 0.8, "eval_macro_f1": 0.5, "test_untuned_micro_f1": 0.6}
+    line = final_line(values)
+    assert line == "final train_loss=0.25 test_micro_f1=0.7 test_micro_recall=0.8 eval_macro_f1=0.5"

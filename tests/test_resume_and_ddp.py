@@ -38,6 +38,7 @@ def test_torchrun_two_processes_on_cpu(tiny_model: Path, tmp_path: Path) -> None
             f"--test_file={DATA / 'test.csv'}",
             "--num_train_epochs=1",
             "--per_device_train_batch_size=16",
+            "--keep_checkpoints=True",  # read below; a finished local run deletes them otherwise
         ),
         env={"OMP_NUM_THREADS": "1"},
         launcher=(str(torchrun), "--standalone", "--nproc_per_node=2"),

@@ -194,7 +194,8 @@ def test_spot_interruption_with_a_corrupt_newest_checkpoint_resumes_and_matches(
     weights = epoch_2 / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:1000])
 
-    result = run_train(spot_args(tiny_model, spot, data))
+    # --log_level info: the Trainer's own INFO line shows the step it continued from.
+    result = run_train([*spot_args(tiny_model, spot, data), "--log_level=info"])
     log = result.stdout + result.stderr
     assert result.returncode == 0, log[-3000:]
     assert "checkpoint-48 is unusable: model.safetensors cannot be read" in log

@@ -17,14 +17,12 @@ from multilabel.sagemaker_endpoint import DeployConfig, batch_transform, delete,
 from multilabel.sagemaker_session import LaunchError
 from tests.conftest import SageMakerRun
 from tests.helpers import ROOT
-from tests.moto_aws import (  # noqa: F401  (aws, moto_url: fixtures)
+from tests.moto_aws import (
     BUCKET,
     INFERENCE_IMAGE,
     REGION,
     ROLE,
-    aws,
     capturing_session,
-    moto_url,
     queue_endpoint_answer,
     tar_names,
     upload_model,

@@ -13,19 +13,23 @@ import pytest
 from multilabel.errors import DataValidationError
 from multilabel.metric_names import metric_definitions
 from multilabel.sagemaker_session import LaunchError, make_session
-from multilabel.sagemaker_training import TrainConfig, dry_run_request, train
+from multilabel.sagemaker_training import (
+    TrainConfig,
+    dry_run_request,
+    job_hyperparameters,
+    train,
+    validate_local_data,
+)
 from tests.conftest import SageMakerRun
 from tests.helpers import DATA, LABELS, write_csv
 from tests.model_server import free_port
-from tests.moto_aws import (  # noqa: F401  (aws, moto_url: fixtures)
+from tests.moto_aws import (
     AWS_ENV,
     BUCKET,
     REGION,
     ROLE,
     TRAINING_IMAGE,
-    aws,
     capturing_session,
-    moto_url,
     s3_keys,
     tar_names,
 )
@@ -175,3 +179,19 @@ def test_dry_run_request_is_what_train_would_send(monkeypatch: pytest.MonkeyPatc
     assert request["CheckpointConfig"]["S3Uri"] == f"s3://dry-run-bucket/{name}/checkpoints"
     channels = {c["ChannelName"] for c in request["InputDataConfig"]}
     assert channels == {"train", "validation", "test"}
+
+
+def test_display_names_from_a_local_file_travel_inline_and_name_the_metrics(tmp_path: Path) -> None:
+    names = tmp_path / "labels.json"
+    names.write_text('{"label1": "works-with::text", "label2": "role::program"}', encoding="utf-8")
+    config = TrainConfig(
+        files={"train": str(DATA / "train.csv")}, hyperparameters={"label_display_names": str(names)}
+    )
+    sent = job_hyperparameters(config)["label_display_names"]
+    assert json.loads(sent) == {"label1": "works-with::text", "label2": "role::program"}, (
+        "the job cannot read a local file: the names must travel inline"
+    )
+    schema = validate_local_data(config.files, config.column_spec(), config.label_format)
+    assert schema is not None and schema.label_names[:2] == ("works-with::text", "role::program"), (
+        "the metric definitions are built from these label names"
+    )

@@ -321,3 +321,26 @@ def test_too_few_rows_for_the_validation_split(tmp_path: Path) -> None:
     assert validate_files({"train": one, "validation": one}, validation_split_size=0.1)
     eleven = write_csv(tmp_path / "eleven.csv", [indicator_row(f"t{i}", 1 + i % 10) for i in range(11)])
     assert validate_files({"train": eleven}, validation_split_size=0.1)
+
+
+def test_display_names_name_the_indicator_columns(good_train: Path, caplog: pytest.LogCaptureFixture) -> None:
+    spec = ColumnSpec(display_names=(("label1", "role::program"), ("label3", "devel::lib")))
+    schema = validate_files({"train": good_train}, spec)
+    assert schema.label_columns == tuple(LABELS)
+    assert schema.label_names == ("role::program", "label2", "devel::lib", *LABELS[3:])
+
+
+def test_display_names_refused_for_unknown_columns_clashes_and_names_format(
+    tmp_path: Path, good_train: Path
+) -> None:
+    spec = ColumnSpec(display_names=(("label11", "x"), ("label1", "label2")))
+    assert problems_of({"train": good_train}, spec=spec) == [
+        f"--label_display_names: column(s) ['label11'] are not label columns of {good_train}, whose "
+        f"label columns are {LABELS}",
+        "--label_display_names: the name 'label2' is also the name of another label column; "
+        "each label needs its own name",
+    ]
+    header = ["casePart1", "casePart2", "label1", "label2"]
+    names = write_csv(tmp_path / "names.csv", [["a", "b", "perl", ""], ["c", "d", "java", "c"]], header)
+    (problem,) = problems_of({"train": names}, spec=ColumnSpec(display_names=(("label1", "x"),)))
+    assert "--label_display_names renames indicator (0/1) label columns" in problem

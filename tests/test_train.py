@@ -14,7 +14,7 @@ from tests.helpers import DATA, HEADER, write_csv
 @pytest.fixture(autouse=True)
 def keep_pytest_logging(monkeypatch: pytest.MonkeyPatch) -> None:
     """train.main reconfigures the root logger; caplog needs pytest's handlers kept."""
-    monkeypatch.setattr(train, "configure_logging", lambda level=None: None)
+    monkeypatch.setattr(train, "configure_logging", lambda *args, **kwargs: None)
 
 
 def test_train_main_exits_2_on_bad_arguments_and_data(
