@@ -32,6 +32,10 @@ class ClassifierConfig:
     thresholds: dict[str, float]
     max_seq_length: int
     truncation: str = "longest_first"
+    # How the training CSV held its labels, so that `train.py --do_train False` reads an
+    # evaluation or test file as training did (None in models trained before they were saved).
+    label_format: str | None = None
+    label_columns: tuple[str, ...] | None = None
 
     # pair_encoding.TRUNCATION_STRATEGIES, repeated because this module is standard library only
     # (tests/test_artifact.py pins that the two agree).
@@ -42,6 +46,8 @@ class ClassifierConfig:
         path = Path(model_dir) / CLASSIFIER_CONFIG
         data = asdict(self)
         data["text_columns"] = list(self.text_columns)
+        if self.label_columns is not None:
+            data["label_columns"] = list(self.label_columns)
         path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
         return path
 
@@ -67,8 +73,9 @@ class ClassifierConfig:
                 f"{path}: expected an object with the keys {sorted(required)} (and optionally "
                 f"{sorted(keys - required)}), found {found}"
             )
-        if isinstance(data["text_columns"], list):
-            data["text_columns"] = tuple(data["text_columns"])
+        for key in ("text_columns", "label_columns"):
+            if isinstance(data.get(key), list):
+                data[key] = tuple(data[key])
         return cls(**data)
 
     def problems(self, label_names: Sequence[str]) -> list[str]:

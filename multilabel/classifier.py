@@ -37,6 +37,7 @@ from multilabel.pair_encoding import TruncationError, encode_pairs, pad_batch
 from multilabel.request_codec import (
     DEFAULT_MAX_RECORDS,
     MAX_RECORDS_ENV,
+    MAX_TOKENS_ENV,
     DeploymentError,
     Options,
     Request,
@@ -51,7 +52,6 @@ from multilabel.runtime import RuntimeSettings
 logger = logging.getLogger(__name__)
 
 BATCH_SIZE_ENV = "MULTILABEL_BATCH_SIZE"
-MAX_TOKENS_ENV = "MULTILABEL_MAX_TOKENS"
 # Records per forward pass. On a CPU, cost follows tokens, so small chunks of similar
 # length (less padding) win; on a GPU, larger batches keep it busy.
 DEFAULT_BATCH_SIZE = {"cpu": 8, "cuda": 32}
@@ -113,7 +113,8 @@ class Classifier:
                 settings[name] = env_int(name, default)
             except DeploymentError as err:
                 problems.append(str(err))
-        runtime, runtime_problems = RuntimeSettings.from_env(device.type)  # precision and threads
+        # precision, threads and runtime (torch or onnx: its files and package checked here)
+        runtime, runtime_problems = RuntimeSettings.from_env(device.type, model_dir)
         problems += runtime_problems
         model_config = AutoConfig.from_pretrained(model_dir, trust_remote_code=False)
         names = [model_config.id2label[i] for i in range(model_config.num_labels)]
@@ -149,7 +150,8 @@ class Classifier:
         if settings[MAX_TOKENS_ENV] is None:
             settings[MAX_TOKENS_ENV] = default_max_tokens(model, device.type, config.max_seq_length)
         # After the budget: int8 layers hold packed weights, not parameters, which it counts.
-        model = runtime.apply(model)
+        # With MULTILABEL_RUNTIME=onnx, an ONNX Runtime session takes the model's place.
+        model = runtime.apply(model, model_dir)
         logger.info("loaded %s: %d labels on %s, settings %s", model_dir, len(names), device, settings)
         return cls(
             model, tokenizer, config, names, device, settings[BATCH_SIZE_ENV], settings[MAX_TOKENS_ENV]
@@ -230,10 +232,54 @@ class Classifier:
                 firsts[i], seconds[i] = cut[2 * k], cut[2 * k + 1]
         return firsts, seconds
 
-    def predict(self, records: Sequence[Mapping[str, str]], options: Options | None = None) -> list[dict]:
-        """`{"labels": [best first], "scores": {label: probability}}` per record, in order."""
+    def predict(
+        self, inputs: Sequence[str | Mapping[str, Any]], options: Options | None = None
+    ) -> list[dict]:
+        """Label sets for a list of texts or records: the Python call for a model directory.
+
+        `Classifier.load(model_dir).predict(["some text", {"title": ..., "body": ...}])`.
+        A plain string is the first text column's value (a text-pair model gets an empty
+        second text); a record maps text columns to strings. Records are checked exactly
+        as the endpoint checks a request's: an unknown or missing field, or a value that is
+        not a string, raises `RequestError` naming the record (`inputs[2]`), as does a
+        record that the model's truncation cannot fit. Any number of inputs: they run in
+        chunks within the token budget (`MULTILABEL_MAX_TOKENS`). Returns, in input order,
+        `{"labels": [best first], "scores": {label: probability}}` at the tuned
+        thresholds; `options` changes the thresholds, `top_k` or `return_scores`.
+        """
+        if isinstance(inputs, (str, Mapping)):
+            raise TypeError("predict takes a list of texts or records; wrap a single one in a list")
+        first = self.config.text_columns[0]
+        records = [{first: item} if isinstance(item, str) else item for item in inputs]
+        request = Request(records, [f"inputs[{i}]" for i in range(len(records))])
+        checked = check_records(request, self.config.text_columns)
+        # Any number of inputs: in chunks that the token budget always admits.
+        step = max(1, self.max_tokens // self.config.max_seq_length)
+        results = []
+        for start in range(0, len(checked), step):
+            part = Request(request.records[start : start + step], request.locations[start : start + step])
+            results += self.decide(part, checked[start : start + step], options)
+        return results
+
+    def decide(
+        self, request: Request, records: Sequence[Mapping[str, str]], options: Options | None = None
+    ) -> list[dict]:
+        """The results of a request's checked `records` (a `TruncationError` becomes a `RequestError`)."""
+        if not records:
+            return []
         options = options or Options(thresholds=self.config.threshold_list(self.label_names))
-        probs = self.probabilities(records)
+        try:
+            probs = self.probabilities(records)
+        except TruncationError as err:
+            where = [request.locations[i] for i in err.rows]
+            kept = "second" if self.config.truncation == "only_first" else "first"
+            raise RequestError(
+                f"{', '.join(where[:10])}{' ...' if len(where) > 10 else ''}: cannot be cut to "
+                f"{self.config.max_seq_length} tokens: this model truncates {self.config.truncation}, "
+                f"and the {kept} text alone fills the window; shorten it",
+                "record cannot be truncated",
+                where[0],
+            ) from None
         hits = probs >= torch.tensor(options.thresholds)
         results = []
         for row, row_hits in zip(probs.tolist(), hits.tolist(), strict=True):
@@ -249,15 +295,4 @@ class Classifier:
         records = check_records(request, self.config.text_columns)
         tuned = self.config.threshold_list(self.label_names)
         options = parse_options(request.parameters, self.label_names, tuned)
-        try:
-            return Response(self.predict(records, options), request.single)
-        except TruncationError as err:
-            where = [request.locations[i] for i in err.rows]
-            kept = "second" if self.config.truncation == "only_first" else "first"
-            raise RequestError(
-                f"{', '.join(where[:10])}{' ...' if len(where) > 10 else ''}: cannot be cut to "
-                f"{self.config.max_seq_length} tokens: this model truncates {self.config.truncation}, "
-                f"and the {kept} text alone fills the window; shorten it",
-                "record cannot be truncated",
-                where[0],
-            ) from None
+        return Response(self.decide(request, records, options), request.single)

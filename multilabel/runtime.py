@@ -1,11 +1,19 @@
-"""How the endpoint runs its model on a CPU: numeric precision and threads per worker.
+"""How the endpoint runs its model on a CPU: runtime, numeric precision and threads per worker.
 
-Two endpoint settings, read and checked at start-up by `RuntimeSettings.from_env`:
+Three endpoint settings, read and checked at start-up by `RuntimeSettings.from_env`:
+
+- `MULTILABEL_RUNTIME`: `torch` (default: PyTorch eager, in any container) or `onnx`
+  (ONNX Runtime on the files `python -m multilabel.onnx_export` wrote into the model
+  directory's `onnx/` when it was packed; CPU only; needs onnxruntime, which the
+  project's own image holds and the Hugging Face inference container does not, so there
+  the endpoint stops at start-up saying so). `multilabel/onnx_runtime.py` runs it.
 
 - `MULTILABEL_PRECISION`: `fp32` (the weights as trained) or `int8` (dynamic int8
   quantisation of every `nn.Linear` of the encoder at load time, with PyTorch's own
   `torch.ao.quantization.quantize_dynamic`, weights per output channel: no new package,
   no re-packing, and the classification head stays fp32). int8 runs on a CPU only.
+  With `MULTILABEL_RUNTIME=onnx` it chooses the file: `onnx/model.onnx` or
+  `onnx/model-int8.onnx` (ONNX Runtime's own dynamic int8, made at export).
 - `MULTILABEL_THREADS`: intra-op threads per model server worker. Multi Model Server
   starts one worker per vCPU unless `SAGEMAKER_MODEL_SERVER_WORKERS` says otherwise,
   and PyTorch gives each worker one thread per core, so by default 4 workers x 2
@@ -14,7 +22,7 @@ Two endpoint settings, read and checked at start-up by `RuntimeSettings.from_env
   thread per vCPU under load; outside one (a notebook, a test, a benchmark) PyTorch's
   own setting is left alone unless `SAGEMAKER_MODEL_SERVER_WORKERS` is set.
 
-Imports only torch and the standard library: it runs in the inference container.
+Imports only torch, numpy and the standard library: it runs in the inference container.
 """
 
 from __future__ import annotations
@@ -28,9 +36,14 @@ from pathlib import Path
 
 import torch
 
+from multilabel.onnx_runtime import OnnxModel, onnx_path, onnx_problems
+
 logger = logging.getLogger(__name__)
 
 PRECISION_ENV = "MULTILABEL_PRECISION"
+RUNTIME_ENV = "MULTILABEL_RUNTIME"
+RUNTIMES = ("torch", "onnx")
+DEFAULT_RUNTIME = "torch"
 THREADS_ENV = "MULTILABEL_THREADS"
 WORKERS_ENV = "SAGEMAKER_MODEL_SERVER_WORKERS"
 PRECISIONS = ("fp32", "int8")
@@ -69,14 +82,21 @@ def default_threads(cpus: int, workers_setting: str | None, in_worker: bool) -> 
 
 @dataclass(frozen=True)
 class RuntimeSettings:
-    """Precision and threads per worker for one loaded model."""
+    """Precision, threads per worker and runtime for one loaded model."""
 
     precision: str = DEFAULT_PRECISION
     threads: int | None = None  # None: leave PyTorch's own setting
+    runtime: str = DEFAULT_RUNTIME
 
     @classmethod
-    def from_env(cls, device_type: str) -> tuple[RuntimeSettings, list[str]]:
-        """The settings from the environment, and every problem with them (empty if none)."""
+    def from_env(
+        cls, device_type: str, model_dir: str | Path | None = None
+    ) -> tuple[RuntimeSettings, list[str]]:
+        """The settings from the environment, and every problem with them (empty if none).
+
+        With `model_dir`, the ONNX runtime's files are checked too (present, exported from
+        this directory's weights) and onnxruntime's presence.
+        """
         problems = []
         precision = os.environ.get(PRECISION_ENV, "").strip().lower() or DEFAULT_PRECISION
         if precision not in PRECISIONS:
@@ -90,6 +110,20 @@ class RuntimeSettings:
                 f"{PRECISION_ENV}=int8 runs on a CPU only, and this endpoint has a GPU; "
                 f"unset it (the GPU runs bf16) or deploy on a CPU instance"
             )
+        runtime = os.environ.get(RUNTIME_ENV, "").strip().lower() or DEFAULT_RUNTIME
+        if runtime not in RUNTIMES:
+            problems.append(
+                f"{RUNTIME_ENV}={os.environ[RUNTIME_ENV]!r}: expected one of {list(RUNTIMES)} "
+                f"(default {DEFAULT_RUNTIME}); fix or unset it in the endpoint's environment"
+            )
+            runtime = DEFAULT_RUNTIME
+        elif runtime == "onnx" and device_type != "cpu":
+            problems.append(
+                f"{RUNTIME_ENV}=onnx runs on a CPU only (onnxruntime's CPU build), and this endpoint "
+                f"has a GPU; unset it (the GPU runs PyTorch in bf16) or deploy on a CPU instance"
+            )
+        elif runtime == "onnx" and model_dir is not None and precision in PRECISIONS:
+            problems += onnx_problems(model_dir, precision)
         raw_threads = os.environ.get(THREADS_ENV, "").strip()
         threads = None
         if raw_threads and (not raw_threads.isdecimal() or int(raw_threads) < 1):
@@ -103,15 +137,27 @@ class RuntimeSettings:
                 if raw_threads
                 else default_threads(cpu_count(), os.environ.get(WORKERS_ENV), in_model_server_worker())
             )
-        return cls(precision, threads), problems
+        return cls(precision, threads, runtime), problems
 
-    def apply(self, model: torch.nn.Module) -> torch.nn.Module:
-        """Set this process's threads and return the model in this precision (eval mode)."""
+    def apply(
+        self, model: torch.nn.Module, model_dir: str | Path | None = None
+    ) -> torch.nn.Module | OnnxModel:
+        """Set this process's threads and return the model to serve (eval mode).
+
+        PyTorch: `model` in this precision. ONNX: a session on `model_dir`'s ONNX file of
+        this precision, with as many threads as PyTorch has (`model` is then dropped).
+        """
         if self.threads is not None:
             torch.set_num_threads(self.threads)
-        if self.precision == "int8":
+        if self.runtime == "onnx":
+            if model_dir is None:
+                raise ValueError("the ONNX runtime needs the model directory")
+            model = OnnxModel(onnx_path(model_dir, self.precision), torch.get_num_threads(), self.precision)
+        elif self.precision == "int8":
             model = quantize_encoder(model)
-        logger.info("runtime: precision %s, %s threads", self.precision, torch.get_num_threads())
+        logger.info(
+            "runtime: precision %s, %s threads, on %s", self.precision, torch.get_num_threads(), self.runtime
+        )
         return model
 
 
@@ -139,6 +185,8 @@ def quantize_encoder(model: torch.nn.Module) -> torch.nn.Module:
     return model.eval()
 
 
-def is_int8(model: torch.nn.Module) -> bool:
-    """Whether any layer of `model` runs in dynamic int8."""
+def is_int8(model: torch.nn.Module | OnnxModel) -> bool:
+    """Whether any layer of `model` runs in dynamic int8 (an ONNX model: its file's precision)."""
+    if isinstance(model, OnnxModel):
+        return model.precision == "int8"
     return any(isinstance(m, torch.ao.nn.quantized.dynamic.Linear) for m in model.modules())

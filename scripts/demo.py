@@ -106,6 +106,7 @@ def report(
     examples: list[tuple[str, list[str], list[str]]],
     out: Path,
     seconds: float,
+    model_name: str = "MiniLM",
 ) -> list[str]:
     """The demo's own lines after the training log: the comparison, examples, where things are."""
     lines = [
@@ -113,7 +114,7 @@ def report(
         f"Test set, 100 rows, 10 labels (demo took {seconds / 60:.1f} min):",
         f"  {'':44s} micro-F1  macro-F1",
         f"  {'TF-IDF + logistic regression (same rows)':44s} {baseline['micro']:8.3f}  {baseline['macro']:8.3f}",
-        f"  {'fine-tuned MiniLM, thresholds tuned':44s} {results['test_micro_f1']:8.3f}  "
+        f"  {f'fine-tuned {model_name}, thresholds tuned':44s} {results['test_micro_f1']:8.3f}  "
         f"{results['test_macro_f1']:8.3f}",
         "",
         "Test predictions:",
@@ -162,7 +163,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         for row, prediction in zip(shown, predictions, strict=True)
     ]
-    print("\n".join(report(results, baseline, examples, args.out, time.perf_counter() - began)))
+    seconds = time.perf_counter() - began
+    name = args.model.name if args.model else "MiniLM"
+    print("\n".join(report(results, baseline, examples, args.out, seconds, name)))
     return 0
 
 

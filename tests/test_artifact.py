@@ -34,6 +34,7 @@ SERVING_CODE = {
     "multilabel/request_codec.py",
     "multilabel/classifier.py",
     "multilabel/runtime.py",
+    "multilabel/onnx_runtime.py",
     "multilabel/pair_encoding.py",
     "multilabel/artifact.py",  # ClassifierConfig
     "multilabel/job_source.py",  # imported by artifact

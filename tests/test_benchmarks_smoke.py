@@ -7,7 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import ROOT, clean_env
+
+pytestmark = pytest.mark.slow  # each starts a benchmark process
 
 
 def test_handler_throughput_smoke(tmp_path: Path) -> None:

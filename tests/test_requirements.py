@@ -20,7 +20,7 @@ import pytest
 
 from tests.helpers import ROOT
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # pip resolves against the package index
 
 REQUIREMENTS = ROOT / "requirements.txt"
 CONTAINER_PINS = ROOT / "constraints-training-container.txt"

@@ -3,7 +3,8 @@
 int8 moves every score a little, so its parity with fp32 is stated as a margin: scores
 within SCORE_TOLERANCE of fp32's, and the same labels except where fp32's score sits
 within DECISION_MARGIN of the label's threshold. The model server test of the int8
-path is in test_inference_server.py (one model server per machine, one module).
+path is in test_inference_server.py (one model server per machine, one module); the
+ONNX Runtime path (MULTILABEL_RUNTIME=onnx) is tested in test_onnx_runtime.py.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from multilabel.classifier import Classifier
 from multilabel.request_codec import DeploymentError
 from multilabel.runtime import (
     PRECISION_ENV,
+    RUNTIME_ENV,
     THREADS_ENV,
     WORKERS_ENV,
     RuntimeSettings,
@@ -90,12 +92,12 @@ def test_bad_settings_are_named(
 
 
 def test_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in (PRECISION_ENV, THREADS_ENV, WORKERS_ENV):
+    for name in (PRECISION_ENV, THREADS_ENV, WORKERS_ENV, RUNTIME_ENV):
         monkeypatch.delenv(name, raising=False)
-    assert RuntimeSettings.from_env("cpu") == (RuntimeSettings("fp32", None), [])
+    assert RuntimeSettings.from_env("cpu") == (RuntimeSettings("fp32", None, "torch"), [])
     monkeypatch.setenv(PRECISION_ENV, " INT8 ")
     monkeypatch.setenv(THREADS_ENV, "3")
-    assert RuntimeSettings.from_env("cpu") == (RuntimeSettings("int8", 3), [])
+    assert RuntimeSettings.from_env("cpu") == (RuntimeSettings("int8", 3, "torch"), [])
     assert RuntimeSettings.from_env("cuda")[0].threads is None  # a GPU keeps PyTorch's threads
 
 

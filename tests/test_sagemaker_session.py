@@ -109,6 +109,7 @@ def test_instance_types_are_checked_against_the_api_model() -> None:
         check_instance_type(session, "xl", "ProductionVariantInstanceType")
 
 
+@pytest.mark.slow  # imports the SageMaker SDK
 def test_execution_role_inside_sagemaker_else_from_the_environment(
     monkeypatch: pytest.MonkeyPatch, tmp_path
 ) -> None:
