@@ -80,6 +80,18 @@ def default_threads(cpus: int, workers_setting: str | None, in_worker: bool) -> 
     return 1 if in_worker else None
 
 
+def _choice(name: str, allowed: tuple[str, ...], default: str, problems: list[str]) -> str:
+    """The setting `name` if it is one of `allowed` (unset: `default`); else a problem, and the default."""
+    value = os.environ.get(name, "").strip().lower() or default
+    if value in allowed:
+        return value
+    problems.append(
+        f"{name}={os.environ[name]!r}: expected one of {list(allowed)} (default {default}); "
+        "fix or unset it in the endpoint's environment"
+    )
+    return default
+
+
 @dataclass(frozen=True)
 class RuntimeSettings:
     """Precision, threads per worker and runtime for one loaded model."""
@@ -98,26 +110,14 @@ class RuntimeSettings:
         this directory's weights) and onnxruntime's presence.
         """
         problems = []
-        precision = os.environ.get(PRECISION_ENV, "").strip().lower() or DEFAULT_PRECISION
-        if precision not in PRECISIONS:
-            problems.append(
-                f"{PRECISION_ENV}={os.environ[PRECISION_ENV]!r}: expected one of {list(PRECISIONS)} "
-                f"(default {DEFAULT_PRECISION}); fix or unset it in the endpoint's environment"
-            )
-            precision = DEFAULT_PRECISION
-        elif precision == "int8" and device_type != "cpu":
+        precision = _choice(PRECISION_ENV, PRECISIONS, DEFAULT_PRECISION, problems)
+        if precision == "int8" and device_type != "cpu":
             problems.append(
                 f"{PRECISION_ENV}=int8 runs on a CPU only, and this endpoint has a GPU; "
                 f"unset it (the GPU runs bf16) or deploy on a CPU instance"
             )
-        runtime = os.environ.get(RUNTIME_ENV, "").strip().lower() or DEFAULT_RUNTIME
-        if runtime not in RUNTIMES:
-            problems.append(
-                f"{RUNTIME_ENV}={os.environ[RUNTIME_ENV]!r}: expected one of {list(RUNTIMES)} "
-                f"(default {DEFAULT_RUNTIME}); fix or unset it in the endpoint's environment"
-            )
-            runtime = DEFAULT_RUNTIME
-        elif runtime == "onnx" and device_type != "cpu":
+        runtime = _choice(RUNTIME_ENV, RUNTIMES, DEFAULT_RUNTIME, problems)
+        if runtime == "onnx" and device_type != "cpu":
             problems.append(
                 f"{RUNTIME_ENV}=onnx runs on a CPU only (onnxruntime's CPU build), and this endpoint "
                 f"has a GPU; unset it (the GPU runs PyTorch in bf16) or deploy on a CPU instance"

@@ -191,13 +191,7 @@ def load(where: str, spec: ColumnSpec, schema: LabelSchema, labelled: bool) -> D
 
 def probabilities(trainer: training.Trainer, dataset: Dataset) -> np.ndarray:
     """Sigmoid probabilities in row order (prediction never length-grouped)."""
-    grouped = trainer.args.group_by_length
-    trainer.args.group_by_length = False
-    try:
-        output = trainer.predict(dataset, metric_key_prefix="predict")
-    finally:
-        trainer.args.group_by_length = grouped
-    return metrics.sigmoid(output.predictions)
+    return metrics.sigmoid(training.predict_rows(trainer, dataset).predictions)
 
 
 def chosen_files(data_args: DataArguments, training_args: TrainingArguments) -> dict[str, str]:

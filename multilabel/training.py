@@ -30,7 +30,7 @@ from transformers import (
     set_seed,
 )
 from transformers.trainer_pt_utils import LengthGroupedSampler
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, PredictionOutput
 
 from multilabel import checkpoints, data, metric_names, metrics, reporting, staging
 from multilabel.arguments import DataArguments, ModelArguments
@@ -361,18 +361,23 @@ def compute_eval_metrics(label_names: list[str]):
     return compute
 
 
-def predict_in_order(trainer: Trainer, dataset: Dataset) -> tuple[np.ndarray, np.ndarray]:
-    """(probabilities, labels) in dataset row order.
+def predict_rows(trainer: Trainer, dataset: Dataset) -> PredictionOutput:
+    """`trainer.predict` in dataset row order.
 
     With `group_by_length`, Trainer also length-groups prediction, which returns rows
-    shuffled; it is switched off for the call, and the order is checked.
+    shuffled; it is switched off for the call.
     """
     grouped = trainer.args.group_by_length
     trainer.args.group_by_length = False
     try:
-        output = trainer.predict(dataset, metric_key_prefix="predict")
+        return trainer.predict(dataset, metric_key_prefix="predict")
     finally:
         trainer.args.group_by_length = grouped
+
+
+def predict_in_order(trainer: Trainer, dataset: Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """(probabilities, labels) in dataset row order, the order checked against the labels."""
+    output = predict_rows(trainer, dataset)
     labels = data.label_matrix(dataset)
     if not np.array_equal(np.asarray(output.label_ids, dtype=np.float32), labels):
         raise RuntimeError("predictions came back out of dataset order")
