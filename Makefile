@@ -57,8 +57,9 @@ bench-handler: venv
 bench-precision: bench-deps
 	$(PY) benchmarks/precision_throughput.py speed --threads 1 --json outputs/precision_speed.json
 
+# QUALITY_ARGS: e.g. --epochs 1 for a shorter check of the whole path.
 bench-quality: bench-deps
-	$(PY) benchmarks/quality.py --json outputs/quality.json
+	$(PY) benchmarks/quality.py --json outputs/quality.json $(QUALITY_ARGS)
 
 bench-speed: bench-deps
 	$(PY) benchmarks/training_speed.py --rows 2048 --json outputs/training_speed.json

@@ -13,6 +13,7 @@ import importlib.util
 import io
 import json
 import logging
+import os
 import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -123,23 +124,30 @@ def _train_py_flags() -> list[str]:
 @contextmanager
 def _as_on_instance(instance_type: str) -> Iterator[None]:
     """transformers checks bf16 and tf32 against this machine's GPU; the job runs them on the
-    instance's. On a GPU instance type, those checks pass here as they would there."""
+    instance's. On a GPU instance type, those checks pass here as they would there.
+
+    Parsing also sets process-wide state (`TrainingArguments` exports
+    ACCELERATE_MIXED_PRECISION for bf16): the environment is restored afterwards, so that
+    whatever this process runs next (a notebook's own training, a test) is not affected.
+    """
     import transformers.training_args as training_args
 
-    if instance_type.split(".")[1:2] and instance_type.split(".")[1][:1] in GPU_INSTANCE_FAMILIES:
-        saved = {
-            name: getattr(training_args, name)
-            for name in ("is_torch_bf16_gpu_available", "is_torch_tf32_available")
-        }
-        try:
+    environment = dict(os.environ)
+    saved = {
+        name: getattr(training_args, name)
+        for name in ("is_torch_bf16_gpu_available", "is_torch_tf32_available")
+    }
+    on_gpu = bool(instance_type.split(".")[1:2]) and instance_type.split(".")[1][:1] in GPU_INSTANCE_FAMILIES
+    try:
+        if on_gpu:
             for name in saved:
                 setattr(training_args, name, lambda: True)
-            yield
-        finally:
-            for name, value in saved.items():
-                setattr(training_args, name, value)
-    else:
         yield
+    finally:
+        for name, value in saved.items():
+            setattr(training_args, name, value)
+        os.environ.clear()
+        os.environ.update(environment)
 
 
 def check_hyperparameters(

@@ -30,8 +30,8 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 
 
 def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The current environment without SageMaker variables, plus `extra`; offline."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SM_", "SAGEMAKER_"))}
+    """The current environment without SageMaker or accelerate variables, plus `extra`; offline."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SM_", "SAGEMAKER_", "ACCELERATE_"))}
     env.update({"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"})
     env.update(extra or {})
     return env

@@ -31,7 +31,7 @@ def test_the_demo_output_fits_one_screen_and_uses_display_names(tiny_model: Path
     assert max(map(len, lines)) <= 400, "no line as long as a paragraph"
     for noise in ("Do not forget to share", "have been ignored", "Downloading and preparing", "99999"):
         assert noise not in output, noise
-    assert "TF-IDF + logistic regression" in output and "fine-tuned MiniLM" in output
+    assert "TF-IDF + logistic regression" in output and f"fine-tuned {tiny_model.name}" in output
     assert output.count("    true:") == 3 and "role::" in output
     names = json.loads((ROOT / "data" / "labels.json").read_text())
     config = json.loads((tmp_path / "model" / "config.json").read_text())

@@ -8,6 +8,7 @@ import argparse
 import dataclasses
 import io
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -480,6 +481,9 @@ def test_gpu_only_hyperparameters_pass_for_a_gpu_instance_and_not_for_a_cpu_one(
     from multilabel.sagemaker_training import check_hyperparameters
 
     check_hyperparameters({"bf16": True, "tf32": True}, ["train"], "ml.g5.2xlarge")
+    assert "ACCELERATE_MIXED_PRECISION" not in os.environ, (
+        "parsing bf16 must not leave this process (and every later training subprocess) in bf16"
+    )
     with pytest.raises(launch.LaunchError, match=r"(?s)on ml\.m5\.xlarge: .*bf16"):
         check_hyperparameters({"bf16": True}, ["train"], "ml.m5.xlarge")
 
