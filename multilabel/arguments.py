@@ -370,7 +370,7 @@ def parse_arguments(
         full_parser().print_help()
         raise SystemExit(0)
     if "-h" in argv or "--help" in argv:
-        print(short_help())
+        sys.stdout.write(short_help() + "\n")  # the help text is the command's output, as argparse writes it
         raise SystemExit(0)
     parser = full_parser()
     namespace = parser.parse_args(argv)
