@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import os
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,3 +87,14 @@ def sm_run(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> SageMa
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return SageMakerRun(base=base, stdout=result.stdout + result.stderr)
+
+
+@pytest.fixture(autouse=True)
+def _restore_environment() -> Iterator[None]:
+    """Each test starts from the same process environment: parsing training arguments
+    exports ACCELERATE_* variables (transformers does), which would otherwise reach every
+    later test and the training subprocesses they start."""
+    before = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(before)

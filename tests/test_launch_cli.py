@@ -480,8 +480,9 @@ def test_a_misspelt_hyperparameter_exits_2_with_a_suggestion_before_any_upload()
 def test_gpu_only_hyperparameters_pass_for_a_gpu_instance_and_not_for_a_cpu_one() -> None:
     from multilabel.sagemaker_training import check_hyperparameters
 
+    before = dict(os.environ)
     check_hyperparameters({"bf16": True, "tf32": True}, ["train"], "ml.g5.2xlarge")
-    assert "ACCELERATE_MIXED_PRECISION" not in os.environ, (
+    assert dict(os.environ) == before, (
         "parsing bf16 must not leave this process (and every later training subprocess) in bf16"
     )
     with pytest.raises(launch.LaunchError, match=r"(?s)on ml\.m5\.xlarge: .*bf16"):
