@@ -17,9 +17,16 @@ from transformers import HfArgumentParser, TrainingArguments
 from multilabel.csv_files import DEFAULT_ENCODING
 from multilabel.errors import ArgumentError
 from multilabel.metric_names import BEST_METRIC
+from multilabel.metrics import (
+    CV_FOLDS,
+    DEFAULT_THRESHOLD_STRATEGY,
+    SHRINK_POSITIVES,
+    THRESHOLD_STRATEGIES,
+)
 from multilabel.pair_encoding import TRUNCATION_STRATEGIES
 from multilabel.run_paths import resolve_run_paths
 from multilabel.schema import DEFAULT_TEXT_COLUMNS, LABEL_FORMATS, ColumnSpec
+from multilabel.windows import DEFAULT_POOLING, POOLINGS
 
 
 @dataclass
@@ -123,11 +130,36 @@ class DataArguments:
         default="longest_first",
         metadata={"help": "How a long text pair is cut.", "choices": list(TRUNCATION_STRATEGIES)},
     )
+    max_windows: int = field(
+        default=1,
+        metadata={
+            "help": "Read a long record as up to N overlapping windows of max_seq_length "
+            "tokens, their logits pooled (README: Long records). 1: truncate."
+        },
+    )
+    window_overlap: int | None = field(
+        default=None,
+        metadata={"help": "Tokens shared by consecutive windows (default: max_seq_length // 8)."},
+    )
+    window_pooling: str = field(
+        default=DEFAULT_POOLING,
+        metadata={"help": "How a record's window logits combine.", "choices": list(POOLINGS)},
+    )
     pad_to_max_length: bool = field(
         default=False,
         metadata={
             "help": "Pad every example to max_seq_length (the static recipe, much slower). "
             "Default: pad each batch to its longest example."
+        },
+    )
+    threshold_strategy: str = field(
+        default=DEFAULT_THRESHOLD_STRATEGY,
+        metadata={
+            "help": "How thresholds are chosen on validation: 'per_label' (each label's F1-optimal "
+            "one), 'shrunk' (those pulled toward one global threshold, the more the fewer "
+            f"positives; {SHRINK_POSITIVES}: halfway), 'global', 'fixed' (0.5), or 'cv' (the best of "
+            f"these on {CV_FOLDS} folds of validation). See benchmarks/README.md.",
+            "choices": list(THRESHOLD_STRATEGIES),
         },
     )
     validation_split_size: float = field(
@@ -169,6 +201,13 @@ class DataArguments:
         problems = []
         if self.max_seq_length < 8:
             problems.append(f"--max_seq_length: expected at least 8, found {self.max_seq_length}")
+        if self.max_windows < 1:
+            problems.append(f"--max_windows: expected at least 1 (1: truncate), found {self.max_windows}")
+        if self.window_overlap is not None and not 0 <= self.window_overlap < self.max_seq_length // 2:
+            problems.append(
+                f"--window_overlap: expected 0 to {self.max_seq_length // 2 - 1} tokens (less than "
+                f"half of --max_seq_length {self.max_seq_length}), found {self.window_overlap}"
+            )
         if not 0 < self.validation_split_size < 1:
             problems.append(
                 "--validation_split_size: expected a fraction between 0 and 1 (exclusive), "

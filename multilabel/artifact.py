@@ -36,10 +36,21 @@ class ClassifierConfig:
     # evaluation or test file as training did (None in models trained before they were saved).
     label_format: str | None = None
     label_columns: tuple[str, ...] | None = None
+    # Long records (windows.WindowSettings): up to max_windows overlapping windows per
+    # record, their logits pooled. 1 (and configs written before windows): truncation.
+    max_windows: int = 1
+    window_overlap: int = 0
+    window_pooling: str = "max"
+    # How train.py chose the thresholds (metrics.ThresholdChoice.record): the strategy asked
+    # for and applied, the global threshold, each label's validation positives and, with
+    # cross-validation, each candidate's out-of-fold F1. A record only: the endpoint does not
+    # use it. None in configs written before it was saved.
+    threshold_selection: dict | None = None
 
     # pair_encoding.TRUNCATION_STRATEGIES, repeated because this module is standard library only
     # (tests/test_artifact.py pins that the two agree).
     TRUNCATIONS: ClassVar[tuple[str, ...]] = ("longest_first", "only_first", "only_second")
+    POOLINGS: ClassVar[tuple[str, ...]] = ("max", "mean", "logsumexp")  # windows.POOLINGS, likewise
 
     def save(self, model_dir: str | Path) -> Path:
         """Write `classifier_config.json` into `model_dir`."""
@@ -95,6 +106,27 @@ class ClassifierConfig:
         if self.truncation not in self.TRUNCATIONS:
             problems.append(
                 f"truncation: expected one of {list(self.TRUNCATIONS)}, found {self.truncation!r}"
+            )
+        windows = self.max_windows
+        if isinstance(windows, bool) or not isinstance(windows, int) or windows < 1:
+            problems.append(f"max_windows: expected a positive integer, found {windows!r}")
+        overlap = self.window_overlap
+        if isinstance(overlap, bool) or not isinstance(overlap, int) or overlap < 0:
+            problems.append(f"window_overlap: expected a non-negative integer, found {overlap!r}")
+        elif isinstance(length, int) and length >= 1 and overlap >= length // 2 and windows != 1:
+            problems.append(
+                f"window_overlap: expected less than half of max_seq_length {length}, found {overlap}"
+            )
+        if self.window_pooling not in self.POOLINGS:
+            problems.append(
+                f"window_pooling: expected one of {list(self.POOLINGS)}, found {self.window_pooling!r}"
+            )
+        selection = self.threshold_selection
+        if selection is not None and not (
+            isinstance(selection, dict) and isinstance(selection.get("applied"), str)
+        ):
+            problems.append(
+                f"threshold_selection: expected an object with the strategy 'applied', or null; found {selection!r}"
             )
         if not isinstance(self.thresholds, dict):
             problems.append(f"thresholds: expected an object {{label: threshold}}, found {self.thresholds!r}")

@@ -48,6 +48,7 @@ from multilabel.request_codec import (
     parse_options,
 )
 from multilabel.runtime import RuntimeSettings
+from multilabel.windows import WindowSettings, encode_windows, pool_logits
 
 logger = logging.getLogger(__name__)
 
@@ -70,16 +71,16 @@ GPU_MAX_TOKENS = 65536
 CLIP_MARGIN = 8  # tokens kept past max_seq_length when a long text of a pair is cut
 
 
-def default_max_tokens(model: torch.nn.Module, device_type: str, max_seq_length: int) -> int:
+def default_max_tokens(model: torch.nn.Module, device_type: str, record_tokens: int) -> int:
     """The token budget for `model` when MULTILABEL_MAX_TOKENS is unset (see REFERENCE_MAX_TOKENS).
 
-    At least one record of `max_seq_length` tokens, rounded to a multiple of 64.
+    At least one record of `record_tokens` (its windows' tokens), rounded to a multiple of 64.
     """
     if device_type == "cuda":
         return GPU_MAX_TOKENS
     per_token = sum(p.numel() for name, p in model.named_parameters() if "embeddings" not in name)
     scaled = REFERENCE_MAX_TOKENS * REFERENCE_PARAMETERS / max(per_token, 1)
-    return max(max_seq_length, 64 * round(scaled / 64))
+    return max(record_tokens, 64 * round(scaled / 64))
 
 
 @dataclass
@@ -131,10 +132,12 @@ class Classifier:
                     f"classifier_config.json: max_seq_length {config.max_seq_length} is more than the "
                     f"tokenizer's model_max_length {tokenizer.model_max_length}"
                 )
-            if settings[MAX_TOKENS_ENV] is not None and settings[MAX_TOKENS_ENV] < config.max_seq_length:
+            record = config.max_seq_length * config.max_windows
+            if settings[MAX_TOKENS_ENV] is not None and settings[MAX_TOKENS_ENV] < record:
                 problems.append(
-                    f"{MAX_TOKENS_ENV}={settings[MAX_TOKENS_ENV]}: less than max_seq_length "
-                    f"{config.max_seq_length}, so one long record could never be served; raise it"
+                    f"{MAX_TOKENS_ENV}={settings[MAX_TOKENS_ENV]}: less than the {record} tokens of one "
+                    f"long record (max_seq_length {config.max_seq_length} x max_windows "
+                    f"{config.max_windows}), so one could never be served; raise it"
                 )
         if problems:
             raise DeploymentError(
@@ -148,7 +151,8 @@ class Classifier:
             model.to(torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
         model.to(device).eval()
         if settings[MAX_TOKENS_ENV] is None:
-            settings[MAX_TOKENS_ENV] = default_max_tokens(model, device.type, config.max_seq_length)
+            record = config.max_seq_length * config.max_windows
+            settings[MAX_TOKENS_ENV] = default_max_tokens(model, device.type, record)
         # After the budget: int8 layers hold packed weights, not parameters, which it counts.
         # With MULTILABEL_RUNTIME=onnx, an ONNX Runtime session takes the model's place.
         model = runtime.apply(model, model_dir)
@@ -157,41 +161,67 @@ class Classifier:
             model, tokenizer, config, names, device, settings[BATCH_SIZE_ENV], settings[MAX_TOKENS_ENV]
         )
 
-    def probabilities(self, records: Sequence[Mapping[str, str]]) -> torch.Tensor:
-        """Sigmoid probabilities, records x labels, float32 on CPU, in record order.
+    @property
+    def windows(self) -> WindowSettings:
+        """How this model reads a long record (saved by training)."""
+        return WindowSettings.of(self.config)
 
-        Tokenises the whole request at once, refuses it if its tokens after truncation
-        exceed `max_tokens` (the time a request may hold a worker follows that count),
-        then runs it in chunks of similar length (less padding) and puts the rows back in
-        order.
-        """
+    @property
+    def max_record_tokens(self) -> int:
+        """The most tokens one record can become: one window, or max_windows of them."""
+        return self.config.max_seq_length * self.config.max_windows
+
+    def encode(
+        self, records: Sequence[Mapping[str, str]]
+    ) -> tuple[dict[str, list[list[int]]], list[int] | None]:
+        """The model inputs of `records` (unpadded rows), and with windows the rows per record."""
         columns = self.config.text_columns
         texts = [r.get(columns[0], "") for r in records]
         pairs = [r.get(columns[1], "") for r in records] if len(columns) > 1 else None
+        length = self.config.max_seq_length
+        if self.windows.enabled:
+            features, counts, _ = encode_windows(
+                self.tokenizer, texts, pairs, length, self.windows.max_windows, self.windows.overlap
+            )
+            return features, counts
         if pairs is not None:
             texts, pairs = self.clip_pairs(texts, pairs)
-        features, _ = encode_pairs(
-            self.tokenizer, texts, pairs, self.config.max_seq_length, self.config.truncation
-        )
+        return encode_pairs(self.tokenizer, texts, pairs, length, self.config.truncation)[0], None
+
+    def probabilities(self, records: Sequence[Mapping[str, str]]) -> torch.Tensor:
+        """Sigmoid probabilities, records x labels, float32 on CPU, in record order.
+
+        Tokenises the whole request at once (each record into its windows, where the model
+        reads windows), refuses it if its tokens after truncation exceed `max_tokens` (the
+        time a request may hold a worker follows that count), then runs the rows in chunks
+        of similar length (less padding), puts them back in order and pools each record's
+        windows.
+        """
+        features, counts = self.encode(records)
         tokens = sum(len(ids) for ids in features["input_ids"])
         if tokens > self.max_tokens:
-            fits = max(1, self.max_tokens * len(texts) // tokens)
+            fits = max(1, self.max_tokens * len(records) // tokens)
+            cut = f"{self.config.max_seq_length} per window, {self.config.max_windows} windows per record"
+            if counts is None:
+                cut = f"truncation to {self.config.max_seq_length} per record"
             raise RequestError(
-                f"request too large: {tokens} tokens after truncation to {self.config.max_seq_length} "
-                f"per record, at most {self.max_tokens} per request ({MAX_TOKENS_ENV}); split it into "
-                f"requests of about {fits} records like these",
+                f"request too large: {tokens} tokens after {cut}, at most {self.max_tokens} per request "
+                f"({MAX_TOKENS_ENV}); split it into requests of about {fits} records like these",
                 "token budget exceeded",
             )
-        order = sorted(range(len(texts)), key=lambda i: len(features["input_ids"][i]), reverse=True)
+        rows = len(features["input_ids"])
+        order = sorted(range(rows), key=lambda i: len(features["input_ids"][i]), reverse=True)
         features = {k: [v[i] for i in order] for k, v in features.items()}
-        probs = torch.empty(len(texts), len(self.label_names))
+        logits = torch.empty(rows, len(self.label_names))
         with torch.inference_mode():
-            for start in range(0, len(texts), self.batch_size):
+            for start in range(0, rows, self.batch_size):
                 stop = start + self.batch_size
                 batch = pad_batch(features, self.tokenizer.pad_token_id, start, stop)
-                logits = self.model(**{k: t.to(self.device) for k, t in batch.items()}).logits
-                probs[order[start:stop]] = torch.sigmoid(logits.float()).cpu()
-        return probs
+                output = self.model(**{k: t.to(self.device) for k, t in batch.items()}).logits
+                logits[order[start:stop]] = output.float().cpu()
+            if counts is not None:
+                logits = pool_logits(logits, counts, self.windows.pooling)
+        return torch.sigmoid(logits)
 
     def clip_pairs(self, firsts: Sequence[str], seconds: Sequence[str]) -> tuple[list[str], list[str]]:
         """The pairs with each long text cut a few tokens past what the model can keep of it.
@@ -254,7 +284,7 @@ class Classifier:
         request = Request(records, [f"inputs[{i}]" for i in range(len(records))])
         checked = check_records(request, self.config.text_columns)
         # Any number of inputs: in chunks that the token budget always admits.
-        step = max(1, self.max_tokens // self.config.max_seq_length)
+        step = max(1, self.max_tokens // self.max_record_tokens)
         results = []
         for start in range(0, len(checked), step):
             part = Request(request.records[start : start + step], request.locations[start : start + step])

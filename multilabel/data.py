@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,15 @@ from multilabel.checkpoints import file_sha256
 from multilabel.csv_files import iter_records, list_csv_files
 from multilabel.pair_encoding import TruncationError, encode_pairs
 from multilabel.schema import ColumnSpec, LabelSchema
+from multilabel.windows import (
+    WindowSettings,
+    WindowStats,
+    default_overlap,
+    encode_windows,
+    group_windows,
+    plan_windows,
+    token_lengths,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -104,12 +114,20 @@ def tokenize(
     max_seq_length: int,
     truncation: str,
     num_proc: int | None = None,
+    max_windows: int = 1,
+    window_overlap: int = 0,
 ) -> Dataset:
     """Tokenise the first text column as text and the second as text pair, unpadded.
 
     Padding happens per batch in the collator. Adds a `length` column (tokens per row),
-    which the length-grouped sampler reads instead of decoding every row.
+    which the length-grouped sampler reads instead of decoding every row. With
+    `max_windows` above 1, each row holds its record's windows (`windows.encode_windows`):
+    every model input is a list of windows, and `length` counts the tokens of all of them.
     """
+    if max_windows > 1:
+        return _tokenize_windows(
+            dataset, tokenizer, text_columns, max_seq_length, max_windows, window_overlap
+        )
 
     def encode(batch: dict, indices: list[int]) -> dict:
         pairs = batch[text_columns[1]] if len(text_columns) > 1 else None
@@ -140,3 +158,109 @@ def tokenize(
         truncation,
     )
     return tokenised.remove_columns("truncated")
+
+
+def _tokenize_windows(
+    dataset: Dataset,
+    tokenizer: PreTrainedTokenizerBase,
+    text_columns: tuple[str, ...],
+    max_seq_length: int,
+    max_windows: int,
+    overlap: int,
+) -> Dataset:
+    """`tokenize` with each row's record as a list of windows; logs what windowing dropped."""
+    totals = WindowStats()
+
+    def encode(batch: dict) -> dict:
+        pairs = batch[text_columns[1]] if len(text_columns) > 1 else None
+        features, counts, stats = encode_windows(
+            tokenizer, batch[text_columns[0]], pairs, max_seq_length, max_windows, overlap
+        )
+        totals.add(stats)
+        grouped = group_windows(features, counts)
+        lengths = [sum(map(len, windows)) for windows in grouped["input_ids"]]
+        return {**grouped, LENGTH_COLUMN: lengths}
+
+    # In one process, so that the totals are counted (windowing is a tokenizer pass: fast).
+    tokenised = dataset.map(
+        encode,
+        batched=True,
+        remove_columns=list(text_columns),
+        desc="tokenising windows",
+        load_from_cache_file=False,
+    )
+    logger.info("%s", totals.summary(max_seq_length, max_windows))
+    return tokenised
+
+
+LENGTH_SAMPLE = 20_000  # rows whose lengths the report measures (the first ones)
+REPORTED_WINDOWS = (64, 128, 256, 512)  # window sizes the report compares, with the run's own
+
+
+@dataclass
+class LengthReport:
+    """`length_report`'s lines: the lengths, then one line per window size (this run's too)."""
+
+    lengths: str
+    sizes: list[str] = field(default_factory=list)
+    this_run: str = ""
+
+    @property
+    def lines(self) -> list[str]:
+        """Every line, for the report."""
+        return [self.lengths, *self.sizes]
+
+
+def length_report(
+    dataset: Dataset,
+    tokenizer: PreTrainedTokenizerBase,
+    text_columns: tuple[str, ...],
+    max_length: int,
+    windows: WindowSettings,
+    limit: int,
+    sample: int = LENGTH_SAMPLE,
+) -> LengthReport:
+    """The texts' token lengths, and what each window size would drop.
+
+    Per text column: median, 90th and 99th percentile and longest, in tokens. Per window
+    size up to the model's `limit` (and this run's `max_length`): the share of records
+    longer than one window, the share of all text tokens that truncation drops, and the
+    share that windows drop (this run's `--max_windows`, or 8 to show what they would do).
+    """
+    rows = dataset.select(range(min(len(dataset), sample)))
+    lengths = {column: np.array(token_lengths(tokenizer, list(rows[column]))) for column in text_columns}
+    measured = (
+        f"the first {len(rows)} of {len(dataset)} training rows"
+        if len(rows) < len(dataset)
+        else (f"{len(rows)} training rows")
+    )
+    report = LengthReport(
+        f"text lengths in tokens ({measured}): "
+        + "; ".join(
+            f"{column} median {np.median(n):.0f}, 90th percentile {np.percentile(n, 90):.0f}, "
+            f"99th {np.percentile(n, 99):.0f}, longest {n.max()}"
+            for column, n in lengths.items()
+        )
+    )
+    first = lengths[text_columns[0]]
+    second = lengths[text_columns[1]] if len(text_columns) > 1 else None
+    total = first + (second if second is not None else 0)
+    cap = windows.max_windows if windows.enabled else 8
+    specials = tokenizer.num_special_tokens_to_add(pair=second is not None)
+    for size in sorted({s for s in REPORTED_WINDOWS if s <= limit} | {max_length}):
+        room = size - specials
+        overlap = windows.overlap if size == max_length and windows.enabled else default_overlap(size)
+        dropped_by_windows = sum(
+            plan_windows(int(a), None if second is None else int(second[i]), room, cap, overlap).dropped
+            for i, a in enumerate(first)
+        )
+        line = (
+            f"max_seq_length {size}{' (this run)' if size == max_length else ''}: "
+            f"{np.mean(total > room):.1%} of records are longer; truncation drops "
+            f"{np.maximum(total - room, 0).sum() / max(total.sum(), 1):.1%} of the text tokens, "
+            f"--max_windows {cap} {dropped_by_windows / max(total.sum(), 1):.1%}"
+        )
+        report.sizes.append(line)
+        if size == max_length:
+            report.this_run = line
+    return report

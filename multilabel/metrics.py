@@ -134,3 +134,195 @@ def best_f1_threshold(probs: np.ndarray, truth: np.ndarray) -> float:
 def tune_thresholds(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Per-label thresholds that maximise each label's F1 on the given (validation) set."""
     return np.array([best_f1_threshold(probs[:, j], labels[:, j]) for j in range(labels.shape[1])])
+
+
+# How the decision thresholds are chosen on the validation set (train.py --threshold_strategy).
+PER_LABEL = "per_label"  # each label's own F1-optimal threshold (overfits a label with few positives)
+GLOBAL = "global"  # one threshold for every label, the micro-F1-optimal one
+FIXED = "fixed"  # DEFAULT_THRESHOLD for every label, nothing tuned
+SHRUNK = "shrunk"  # per-label thresholds pulled toward the global one, the more the fewer positives
+CROSS_VALIDATED = "cv"  # whichever of CANDIDATES scores best on held-out folds of the validation set
+CANDIDATES = (FIXED, GLOBAL, SHRUNK, PER_LABEL)  # fewest fitted numbers first: ties go to the simpler
+THRESHOLD_STRATEGIES = (CROSS_VALIDATED, *CANDIDATES)
+# per_label until the seeds-and-folds benchmark says otherwise: SHRUNK gains micro-F1 but
+# costs a trained MiniLM 0.7 macro points (benchmarks/README.md, "Thresholds").
+DEFAULT_THRESHOLD_STRATEGY = PER_LABEL
+# Prior strength of SHRUNK, in validation positives: a label with this many positives gets
+# half its own threshold and half the global one; with 2, 2/5 of its own; with 30, 91 %.
+# 3 rather than 10 or 30: it costs the least macro-F1 (benchmarks/README.md, "Thresholds").
+SHRINK_POSITIVES = 3
+CV_FOLDS = 5
+# A label's threshold is flagged as untrustworthy with fewer validation positives than this.
+MIN_TRUSTED_POSITIVES = 10
+
+
+def micro_macro_f1(truth: np.ndarray, decided: np.ndarray) -> dict[str, float]:
+    """{"micro": micro-F1, "macro": macro-F1} of 0/1 decisions (as `multilabel_metrics`, without
+    scikit-learn's overhead: a label without positives or predictions scores 0)."""
+    truth, decided = np.asarray(truth) >= 0.5, np.asarray(decided) >= 0.5
+    tp = (truth & decided).sum(axis=0)
+    total = truth.sum(axis=0) + decided.sum(axis=0)
+    per_label = np.divide(2 * tp, total, out=np.zeros(len(tp)), where=total > 0)
+    micro = 2 * tp.sum() / total.sum() if total.sum() else 0.0
+    return {"micro": float(micro), "macro": float(per_label.mean())}
+
+
+def global_threshold(probs: np.ndarray, labels: np.ndarray) -> float:
+    """The one threshold for every label that maximises micro-F1 (every label's scores pooled)."""
+    return best_f1_threshold(np.asarray(probs, dtype=np.float64).ravel(), np.asarray(labels).ravel())
+
+
+def shrunk_thresholds(
+    probs: np.ndarray, labels: np.ndarray, prior_positives: float = SHRINK_POSITIVES
+) -> np.ndarray:
+    """Per-label thresholds shrunk toward `global_threshold` in proportion to each label's positives.
+
+    Label j gets w * own + (1 - w) * global with w = n_j / (n_j + prior_positives), n_j its
+    positives: a label with many positives keeps about its own F1-optimal threshold, one
+    with a handful (whose own threshold sits wherever those few scores fell) mostly the
+    global one, a label without positives the global one.
+    """
+    positives = (np.asarray(labels) >= 0.5).sum(axis=0)
+    weight = positives / (positives + prior_positives) if prior_positives > 0 else np.ones(len(positives))
+    return weight * tune_thresholds(probs, labels) + (1 - weight) * global_threshold(probs, labels)
+
+
+def fit_thresholds(
+    strategy: str, probs: np.ndarray, labels: np.ndarray, prior_positives: float = SHRINK_POSITIVES
+) -> np.ndarray:
+    """Label-ordered thresholds of one of CANDIDATES, fitted on `probs` and `labels`."""
+    n_labels = np.asarray(labels).shape[1]
+    if strategy == PER_LABEL:
+        return tune_thresholds(probs, labels)
+    if strategy == GLOBAL:
+        return np.full(n_labels, global_threshold(probs, labels))
+    if strategy == FIXED:
+        return np.full(n_labels, DEFAULT_THRESHOLD)
+    if strategy == SHRUNK:
+        return shrunk_thresholds(probs, labels, prior_positives)
+    raise ValueError(f"unknown threshold strategy {strategy!r}; expected one of {list(CANDIDATES)}")
+
+
+def stratified_folds(labels: np.ndarray, folds: int, seed: int = 0) -> np.ndarray:
+    """A fold number per row, each label's positives spread evenly over the folds.
+
+    Rows are grouped by their rarest positive label (rows without one last), shuffled
+    within the group, and dealt out in turn: a label with 10 positives puts 2 in each of
+    5 folds rather than, by chance, 0 in one of them.
+    """
+    truth = np.asarray(labels) >= 0.5
+    n_rows = truth.shape[0]
+    positives = truth.sum(axis=0)
+    rarity = np.where(truth, positives[None, :], np.iinfo(np.int64).max).min(axis=1)
+    order = np.lexsort((np.random.default_rng(seed).permutation(n_rows), rarity))
+    assignment = np.empty(n_rows, dtype=np.int64)
+    assignment[order] = np.arange(n_rows) % folds
+    return assignment
+
+
+def cross_validated_scores(
+    probs: np.ndarray,
+    labels: np.ndarray,
+    folds: int = CV_FOLDS,
+    seed: int = 0,
+    prior_positives: float = SHRINK_POSITIVES,
+) -> dict[str, dict[str, float]]:
+    """Micro- and macro-F1 of each of CANDIDATES' out-of-fold decisions on the whole set.
+
+    Each fold is decided with thresholds fitted on the other folds; the decisions of all
+    folds together are then scored once (per-fold scores of a label with a few positives
+    would be mostly noise).
+    """
+    truth = (np.asarray(labels) >= 0.5).astype(np.int64)
+    fold_of = stratified_folds(truth, folds, seed)
+    scores = {}
+    for strategy in CANDIDATES:
+        decided = np.zeros_like(truth)
+        for fold in range(folds):
+            held_out = fold_of == fold
+            if not held_out.any():
+                continue
+            thresholds = fit_thresholds(strategy, probs[~held_out], truth[~held_out], prior_positives)
+            decided[held_out] = decide(probs[held_out], thresholds)
+        scores[strategy] = micro_macro_f1(truth, decided)
+    return scores
+
+
+@dataclass(frozen=True)
+class ThresholdChoice:
+    """The thresholds a strategy chose on the validation set, and why.
+
+    `applied` is the strategy whose thresholds these are (`requested` itself, or the one
+    cross-validation chose). `cv_scores` (cross-validation only): each candidate's
+    out-of-fold micro/macro-F1; `expected_gain`: the applied candidate's minus per-label
+    tuning's there.
+    """
+
+    requested: str
+    applied: str
+    thresholds: np.ndarray
+    positives: np.ndarray
+    global_threshold: float
+    cv_scores: dict[str, dict[str, float]] | None = None
+    expected_gain: dict[str, float] | None = None
+
+    def record(self, label_names: Sequence[str]) -> dict:
+        """JSON-ready summary, saved as `classifier_config.json`'s `threshold_selection`."""
+        out = {
+            "requested": self.requested,
+            "applied": self.applied,
+            "global_threshold": self.global_threshold,
+            "validation_positives": {n: int(p) for n, p in zip(label_names, self.positives, strict=True)},
+        }
+        if self.cv_scores is not None:
+            out["cv_f1"] = self.cv_scores
+            out["expected_gain_over_per_label"] = self.expected_gain
+        return out
+
+
+def cv_criterion(score: dict[str, float]) -> float:
+    """What cross-validation maximises: the mean of micro- and macro-F1."""
+    return (score["micro"] + score["macro"]) / 2
+
+
+def choose_thresholds(
+    probs: np.ndarray,
+    labels: np.ndarray,
+    strategy: str = DEFAULT_THRESHOLD_STRATEGY,
+    folds: int = CV_FOLDS,
+    seed: int = 0,
+    prior_positives: float = SHRINK_POSITIVES,
+) -> ThresholdChoice:
+    """Thresholds for `probs` by one of THRESHOLD_STRATEGIES, fitted on `probs` and `labels`.
+
+    With CROSS_VALIDATED, the candidate with the best mean of micro- and macro-F1 over
+    `folds` held-out folds (ties to the one with fewer fitted numbers) is then fitted on
+    the whole set. A set too small to split into folds gets SHRUNK.
+    """
+    if strategy not in THRESHOLD_STRATEGIES:
+        raise ValueError(
+            f"unknown threshold strategy {strategy!r}; expected one of {list(THRESHOLD_STRATEGIES)}"
+        )
+    truth = (np.asarray(labels) >= 0.5).astype(np.int64)
+    probs = np.asarray(probs, dtype=np.float64)
+    applied, cv_scores, gain = strategy, None, None
+    if strategy == CROSS_VALIDATED:
+        folds = min(folds, len(truth))
+        if folds < 2:
+            applied = SHRUNK
+            logger.warning(
+                "%d validation rows: too few to cross-validate thresholds; using %s", len(truth), SHRUNK
+            )
+        else:
+            cv_scores = cross_validated_scores(probs, truth, folds, seed, prior_positives)
+            applied = max(CANDIDATES, key=lambda s: cv_criterion(cv_scores[s]))  # first of ties
+            gain = {avg: cv_scores[applied][avg] - cv_scores[PER_LABEL][avg] for avg in ("micro", "macro")}
+    return ThresholdChoice(
+        requested=strategy,
+        applied=applied,
+        thresholds=fit_thresholds(applied, probs, truth, prior_positives),
+        positives=truth.sum(axis=0),
+        global_threshold=global_threshold(probs, truth),
+        cv_scores=cv_scores,
+        expected_gain=gain,
+    )

@@ -82,14 +82,21 @@ def _unfit_rows(
 
 
 def pad_batch(
-    features: dict[str, list[list[int]]], pad_token_id: int, start: int, stop: int
+    features: dict[str, list[list[int]]],
+    pad_token_id: int,
+    start: int,
+    stop: int,
+    multiple_of: int | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Rows start:stop of `encode_pairs`' output, right-padded to their longest row.
+    """Rows start:stop of `encode_pairs`' output, right-padded to their longest row (rounded
+    up to `multiple_of`, if given).
 
     Padding positions hold `pad_token_id` in input_ids and 0 in the other inputs.
     """
     ids = features["input_ids"][start:stop]
     width = max(len(row) for row in ids)
+    if multiple_of:
+        width = -(-width // multiple_of) * multiple_of
     batch = {}
     for name, rows in features.items():
         fill = pad_token_id if name == "input_ids" else 0

@@ -45,13 +45,28 @@ def write_results(
     evaluations: Mapping[str, metrics.SplitEvaluation],
     thresholds: np.ndarray,
     label_names: Sequence[str],
+    length_lines: Sequence[str] = (),
 ) -> None:
-    """Metrics, per-row predictions and the per-label report (test set, else validation)."""
+    """Metrics, per-row predictions and the per-label report (test set, else validation),
+    which ends with `length_lines` (`data.length_report`) when given."""
     save_metrics(output_dir, results)
     for split, evaluation in evaluations.items():
         write_predictions(output_dir / f"{split}_predictions.csv", evaluation.probs, thresholds, label_names)
     report_split = "test" if "test" in evaluations else "validation"
-    write_label_report(output_dir, report_split, evaluations[report_split], thresholds, label_names)
+    write_label_report(
+        output_dir,
+        report_split,
+        evaluations[report_split],
+        thresholds,
+        label_names,
+        length_lines,
+        validation_positives(evaluations["validation"]) if "validation" in evaluations else None,
+    )
+
+
+def validation_positives(evaluation: metrics.SplitEvaluation) -> list[int]:
+    """Each label's positives in the validation set: the examples its threshold was tuned on."""
+    return [int(n) for n in (np.asarray(evaluation.labels) >= 0.5).sum(axis=0)]
 
 
 def summary_lines(
@@ -97,14 +112,19 @@ def write_predictions(
 
 
 def label_table(
-    evaluation: metrics.SplitEvaluation, thresholds: np.ndarray, label_names: Sequence[str]
+    evaluation: metrics.SplitEvaluation,
+    thresholds: np.ndarray,
+    label_names: Sequence[str],
+    validation_support: Sequence[int] | None = None,
 ) -> list[dict[str, float | str]]:
-    """Per label: support, tuned threshold, and precision / recall / F1 at 0.5 and tuned."""
+    """Per label: support, the validation positives its threshold was tuned on (None when
+    unknown), tuned threshold, and precision / recall / F1 at 0.5 and tuned."""
     tuned, at_half = evaluation.tuned, evaluation.untuned
     return [
         {
             "label": name,
             "support": int(tuned[per_label_key("support", name)]),
+            "validation_support": None if validation_support is None else int(validation_support[i]),
             "threshold": float(thresholds[i]),
             "f1_at_0.5": at_half[per_label_key("f1", name)],
             "precision": tuned[per_label_key("precision", name)],
@@ -121,22 +141,49 @@ def write_label_report(
     evaluation: metrics.SplitEvaluation,
     thresholds: np.ndarray,
     label_names: Sequence[str],
+    length_lines: Sequence[str] = (),
+    validation_support: Sequence[int] | None = None,
 ) -> None:
-    """`label_report.md` (a table per label) and `label_report.png` (F1 before/after tuning)."""
-    rows = label_table(evaluation, thresholds, label_names)
+    """`label_report.md` (a table per label, then the texts' lengths if given) and
+    `label_report.png` (F1 before/after tuning).
+
+    With `validation_support` (each label's validation positives), the table shows the
+    positives behind each threshold and flags those under `metrics.MIN_TRUSTED_POSITIVES`.
+    """
+    rows = label_table(evaluation, thresholds, label_names, validation_support)
+    known = validation_support is not None
     lines = [
         f"# Per-label results on the {split} set ({len(evaluation.labels)} rows)",
         "",
-        "| label | support | threshold | F1 at 0.5 | precision | recall | F1 |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| label | support |"
+        + (" validation positives |" if known else "")
+        + " threshold | F1 at 0.5 | precision | recall | F1 |",
+        "|---|---:|" + ("---:|" if known else "") + "---:|---:|---:|---:|---:|",
     ]
     lines += [
-        f"| {r['label']} | {r['support']} | {r['threshold']:.3f} | {r['f1_at_0.5']:.3f} "
-        f"| {r['precision']:.3f} | {r['recall']:.3f} | {r['f1']:.3f} |"
+        f"| {r['label']} | {r['support']} |"
+        + (f" {_positives_cell(r['validation_support'])} |" if known else "")
+        + f" {r['threshold']:.3f} | {r['f1_at_0.5']:.3f} | {r['precision']:.3f} | {r['recall']:.3f} | {r['f1']:.3f} |"
         for r in rows
     ]
+    if known:
+        few = [str(r["label"]) for r in rows if r["validation_support"] < metrics.MIN_TRUSTED_POSITIVES]
+        lines += [
+            "",
+            f"Each threshold was chosen on the validation set; a label with fewer than "
+            f'{metrics.MIN_TRUSTED_POSITIVES} validation positives (marked "too few") has a threshold '
+            "that rests on a handful of examples and can land far from where it should: treat its "
+            "decisions and scores as noise, and add validation rows carrying it. "
+            + (f"Too few: {', '.join(few)}." if few else "Every label has enough."),
+        ]
+    if length_lines:
+        lines += ["", "## Text lengths of the training data", "", *(f"- {line}" for line in length_lines)]
     (output_dir / "label_report.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     _plot(output_dir / "label_report.png", split, rows)
+
+
+def _positives_cell(positives: int) -> str:
+    return f"{positives} (too few)" if positives < metrics.MIN_TRUSTED_POSITIVES else str(positives)
 
 
 def _plot(path: Path, split: str, rows: list[dict]) -> None:

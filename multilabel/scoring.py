@@ -42,6 +42,7 @@ from multilabel.schema import (
     scan_file,
     split_names,
 )
+from multilabel.windows import WindowSettings
 
 logger = logging.getLogger(__name__)
 
@@ -243,14 +244,18 @@ def run(
     raw = {split: load(where, spec, schema, labelled[split]) for split, where in files.items()}
     tokenizer = AutoTokenizer.from_pretrained(model.path)
     hf_model = AutoModelForSequenceClassification.from_pretrained(model.path, use_safetensors=True)
+    saved_config = model.config
+    windows = WindowSettings.of(saved_config)
     tokenised = {
         split: data.tokenize(
             dataset,
             tokenizer,
             spec.text_columns,
-            model.config.max_seq_length,
-            model.config.truncation,
+            saved_config.max_seq_length,
+            saved_config.truncation,
             data_args.preprocessing_num_workers,
+            windows.max_windows,
+            windows.overlap,
         )
         for split, dataset in raw.items()
     }
@@ -263,7 +268,9 @@ def run(
         # dataset for an eval strategy: it only predicts here.
         training_args.output_dir, training_args.eval_strategy = scratch, IntervalStrategy.NO
         try:
-            trainer = training.build_trainer(hf_model, tokenizer, splits, training_args, None, pad_to_length)
+            trainer = training.build_trainer(
+                hf_model, tokenizer, splits, training_args, None, pad_to_length, windows
+            )
             probs = {split: probabilities(trainer, dataset) for split, dataset in tokenised.items()}
         finally:
             training_args.output_dir, training_args.eval_strategy = saved

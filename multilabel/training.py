@@ -40,6 +40,14 @@ from multilabel.errors import UsageError
 from multilabel.pair_encoding import TruncationError
 from multilabel.run_paths import SPLITS, RunPaths, resolve_run_paths
 from multilabel.schema import ColumnSpec, LabelSchema, validate_files
+from multilabel.windows import (
+    DEFAULT_POOLING,
+    WINDOW_COUNTS,
+    WindowCollator,
+    WindowSettings,
+    default_overlap,
+    pool_logits,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -77,12 +85,16 @@ class Splits:
 
 
 class MultiLabelTrainer(Trainer):
-    """`Trainer` whose BCE loss can weight each label's positives (`pos_weight`), and whose
-    length grouping reads the `length` column."""
+    """`Trainer` whose BCE loss can weight each label's positives (`pos_weight`), whose
+    length grouping reads the `length` column, and which pools each record's windows
+    (`windows.pool_logits`) when its batches are records of several windows."""
 
-    def __init__(self, *args, pos_weight: torch.Tensor | None = None, **kwargs):
+    def __init__(
+        self, *args, pos_weight: torch.Tensor | None = None, window_pooling: str = DEFAULT_POOLING, **kwargs
+    ):
         super().__init__(*args, **kwargs)
         self.pos_weight = pos_weight
+        self.window_pooling = window_pooling
 
     def _get_train_sampler(self, train_dataset=None):
         """Length grouping from the precomputed `length` column.
@@ -103,17 +115,42 @@ class MultiLabelTrainer(Trainer):
             self.args.train_batch_size * self.args.gradient_accumulation_steps, lengths=lengths
         )
 
+    def record_logits(self, model, inputs: dict) -> tuple[torch.Tensor, Any]:
+        """Logits per record (the windows pooled, where a batch has windows) and the model's output."""
+        counts = inputs.pop(WINDOW_COUNTS, None)
+        outputs = model(**inputs)
+        if counts is None:
+            return outputs.logits, outputs
+        return pool_logits(outputs.logits, counts, self.window_pooling), outputs
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        if self.pos_weight is None:
+        if self.pos_weight is None and WINDOW_COUNTS not in inputs:
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         labels = inputs.pop("labels")
-        outputs = model(**inputs)
+        logits, outputs = self.record_logits(model, inputs)
         loss = torch.nn.functional.binary_cross_entropy_with_logits(
-            outputs.logits,
-            labels.to(outputs.logits.dtype),
-            pos_weight=self.pos_weight.to(outputs.logits.device, outputs.logits.dtype),
+            logits,
+            labels.to(logits.dtype),
+            pos_weight=None if self.pos_weight is None else self.pos_weight.to(logits.device, logits.dtype),
         )
+        outputs.logits = logits
         return (loss, outputs) if return_outputs else loss
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        """Trainer's step, but for batches of windows: one row of logits per record."""
+        if WINDOW_COUNTS not in inputs:
+            return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys)
+        inputs = self._prepare_inputs(inputs)
+        labels = inputs.get("labels")
+        with torch.no_grad():
+            if labels is not None:
+                loss, outputs = self.compute_loss(model, dict(inputs), return_outputs=True)
+                loss, logits = loss.detach(), outputs.logits.detach()
+            else:
+                loss, logits = None, self.record_logits(model, dict(inputs))[0].detach()
+        if prediction_loss_only:
+            return loss, None, None
+        return loss, logits, labels
 
 
 class MetricLogCallback(TrainerCallback):
@@ -189,6 +226,7 @@ def tokenize_splits(
     spec: ColumnSpec,
     max_length: int,
     data_args: DataArguments,
+    windows: WindowSettings,
 ) -> Splits:
     """Each split tokenised; rows that the truncation mode cannot fit are refused by split."""
     tokenised = {}
@@ -201,6 +239,8 @@ def tokenize_splits(
                 max_length,
                 data_args.truncation,
                 data_args.preprocessing_num_workers,
+                windows.max_windows,
+                windows.overlap,
             )
         except TruncationError as err:
             raise TrainingSetupError(f"{split} data: {err}") from None
@@ -234,6 +274,12 @@ def run_fingerprint(
         "truncation": data_args.truncation,
         "validation_split_size": data_args.validation_split_size,
         **{name: getattr(training_args, name) for name in SCHEDULE_ARGUMENTS},
+        # Only when set, so that a run without windows resumes checkpoints made before them.
+        **(
+            {"windows": [data_args.max_windows, data_args.window_overlap, data_args.window_pooling]}
+            if data_args.max_windows > 1
+            else {}
+        ),
     }
 
 
@@ -254,7 +300,21 @@ def load_datasets(
 def load_model_and_tokenizer(
     model_args: ModelArguments, schema: LabelSchema
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """The encoder with a fresh multi-label head sized and named by the label schema."""
+    """The encoder with a fresh multi-label head sized and named by the label schema.
+
+    A model type that no sequence-classification class serves is refused with a
+    `TrainingSetupError`. The tokenizer returns token type ids only if the model embeds
+    more than one type (BERT's segment A / B): DistilBERT and ModernBERT take none,
+    RoBERTa has one type and DeBERTa-v3 none (`type_vocab_size` 0), while a tokenizer
+    may still make them (DeBERTa-v3's does; a BERT tokenizer on a DistilBERT would pass
+    DistilBERT an input it does not take). The choice is saved with the tokenizer, so
+    the endpoint encodes the same inputs.
+    """
+    import inspect
+
+    import transformers
+    from transformers.models.auto.modeling_auto import MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING
+
     names = list(schema.label_names)
     config = AutoConfig.from_pretrained(
         model_args.model_name_or_path,
@@ -264,22 +324,71 @@ def load_model_and_tokenizer(
         label2id={name: i for i, name in enumerate(names)},
         cache_dir=model_args.cache_dir,
     )
+    if type(config) not in MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING:
+        raise TrainingSetupError(
+            f"--model_name_or_path {model_args.model_name_or_path}: a {config.model_type!r} model "
+            f"({type(config).__name__}), for which transformers {transformers.__version__} has no "
+            "sequence-classification head (AutoModelForSequenceClassification maps no class to it). "
+            "Choose an encoder of a family that has one, such as BERT, RoBERTa, DistilBERT, "
+            "DeBERTa-v2 or ModernBERT."
+        )
     tokenizer = AutoTokenizer.from_pretrained(
         model_args.tokenizer_name or model_args.model_name_or_path, cache_dir=model_args.cache_dir
     )
     model = AutoModelForSequenceClassification.from_pretrained(
         model_args.model_name_or_path, config=config, cache_dir=model_args.cache_dir
     )
+    takes_types = (
+        "token_type_ids" in inspect.signature(model.forward).parameters
+        and getattr(config, "type_vocab_size", 2) > 1
+    )
+    if not takes_types and "token_type_ids" in tokenizer.model_input_names:
+        inputs = [name for name in tokenizer.model_input_names if name != "token_type_ids"]
+        tokenizer.model_input_names = inputs
+        tokenizer.init_kwargs["model_input_names"] = inputs  # what save_pretrained writes
+        logger.info("%s embeds no token types: the inputs are %s", type(model).__name__, inputs)
     return model, tokenizer
 
 
+TRUNCATE = WindowSettings()  # one window per record
+
+
+def window_settings(data_args: DataArguments, max_length: int) -> WindowSettings:
+    """The run's windowing from its flags (overlap by default an eighth of the window)."""
+    overlap = default_overlap(max_length) if data_args.window_overlap is None else data_args.window_overlap
+    return WindowSettings(data_args.max_windows, min(overlap, max_length // 2 - 1), data_args.window_pooling)
+
+
 def effective_max_length(requested: int, tokenizer: PreTrainedTokenizerBase, model: PreTrainedModel) -> int:
-    """`max_seq_length`, capped by what the tokenizer and the position embeddings allow."""
+    """`max_seq_length`, capped by what the tokenizer and the position embeddings allow.
+
+    A model takes at most `max_position_embeddings` tokens, RoBERTa's lineage
+    `pad_token_id + 1` fewer (its positions are numbered after the padding index). A
+    DeBERTa without absolute positions (`position_biased_input` false, as DeBERTa-v3) has
+    no such limit: its relative positions are bucketed, whatever the length.
+    """
+    config = model.config
     limits = [requested, tokenizer.model_max_length]
-    positions = getattr(model.config, "max_position_embeddings", None)
-    if positions:
-        # RoBERTa reserves padding_idx + 1 positions.
-        offset = getattr(model.config, "pad_token_id", 0) + 1 if model.config.model_type == "roberta" else 0
+    positions = getattr(config, "max_position_embeddings", None)
+    relative_only = config.model_type in ("deberta", "deberta-v2") and not getattr(
+        config, "position_biased_input", True
+    )
+    if positions and not relative_only:
+        after_padding = (
+            "roberta",
+            "xlm-roberta",
+            "xlm-roberta-xl",
+            "camembert",
+            "roberta-prelayernorm",
+            "data2vec-text",
+            "longformer",
+            "ibert",
+            "luke",
+            "mpnet",
+            "xmod",
+        )
+        pad = getattr(config, "pad_token_id", None)
+        offset = (pad or 0) + 1 if config.model_type in after_padding else 0
         limits.append(positions - offset)
     length = min(limits)
     if length < requested:
@@ -391,9 +500,14 @@ def build_trainer(
     training_args: TrainingArguments,
     pos_weight: torch.Tensor | None,
     pad_to_length: int | None = None,
+    windows: WindowSettings = TRUNCATE,
 ) -> MultiLabelTrainer:
-    """The Trainer; batches padded to their longest row, or all to `pad_to_length`."""
-    if pad_to_length:
+    """The Trainer; batches padded to their longest row (window), or all to `pad_to_length`."""
+    if windows.enabled:
+        collator = WindowCollator(
+            tokenizer.pad_token_id, pad_to_length or (8 if torch.cuda.is_available() else None)
+        )
+    elif pad_to_length:
         collator = DataCollatorWithPadding(tokenizer, padding="max_length", max_length=pad_to_length)
     else:
         collator = DataCollatorWithPadding(
@@ -409,21 +523,29 @@ def build_trainer(
         compute_metrics=compute_eval_metrics(list(model.config.id2label.values())),
         callbacks=[MetricLogCallback(detail=resolve_run_paths().on_sagemaker), SyncBestCheckpointCallback()],
         pos_weight=pos_weight,
+        window_pooling=windows.pooling,
     )
     trainer.remove_callback(PrinterCallback)  # MetricLogCallback logs the same, once
     return trainer
 
 
 def evaluate_with_thresholds(
-    trainer: Trainer, splits: Splits, label_names: Sequence[str]
-) -> tuple[np.ndarray, dict[str, metrics.SplitEvaluation]]:
-    """Tune per-label thresholds on validation; metrics before and after, per split.
+    trainer: Trainer,
+    splits: Splits,
+    label_names: Sequence[str],
+    threshold_strategy: str = metrics.DEFAULT_THRESHOLD_STRATEGY,
+    seed: int = 0,
+) -> tuple[np.ndarray, dict[str, metrics.SplitEvaluation], metrics.ThresholdChoice]:
+    """Choose thresholds on validation (`metrics.choose_thresholds`); metrics before and after, per split.
 
-    Returns the thresholds (in label order) and each evaluated split's probabilities,
-    labels and metrics: validation, then test when a test set exists.
+    Returns the thresholds (in label order), each evaluated split's probabilities, labels
+    and metrics (validation, then test when a test set exists), and how the thresholds
+    were chosen.
     """
     predicted = {"validation": predict_in_order(trainer, splits.validation)}
-    thresholds = metrics.tune_thresholds(*predicted["validation"])
+    choice = metrics.choose_thresholds(*predicted["validation"], strategy=threshold_strategy, seed=seed)
+    thresholds = choice.thresholds
+    log_threshold_choice(choice, label_names)
     if splits.test is not None:
         predicted["test"] = predict_in_order(trainer, splits.test)
     evaluations = {}
@@ -438,7 +560,34 @@ def evaluate_with_thresholds(
             before["macro_f1"],
             after["macro_f1"],
         )
-    return thresholds, evaluations
+    return thresholds, evaluations, choice
+
+
+def log_threshold_choice(choice: metrics.ThresholdChoice, label_names: Sequence[str]) -> None:
+    """Which thresholds, how chosen, and the labels whose threshold rests on few positives."""
+    if choice.cv_scores is not None:
+        logger.info(
+            "thresholds: %d-fold cross-validation on validation chose '%s' (out-of-fold micro/macro-F1: %s); "
+            "expected gain over per-label tuning: micro %+.4f, macro %+.4f",
+            metrics.CV_FOLDS,
+            choice.applied,
+            ", ".join(f"{s} {v['micro']:.4f}/{v['macro']:.4f}" for s, v in choice.cv_scores.items()),
+            choice.expected_gain["micro"],
+            choice.expected_gain["macro"],
+        )
+    else:
+        logger.info("thresholds: '%s' (global threshold %.3f)", choice.applied, choice.global_threshold)
+    few = [
+        f"{n} ({int(p)})"
+        for n, p in zip(label_names, choice.positives, strict=True)
+        if p < metrics.MIN_TRUSTED_POSITIVES
+    ]
+    if few:
+        logger.warning(
+            "thresholds of %s rest on fewer than %d validation positives: noisy (see label_report.md)",
+            ", ".join(few),
+            metrics.MIN_TRUSTED_POSITIVES,
+        )
 
 
 def save_model_dir(
@@ -496,15 +645,23 @@ def run(
     check_training_steps(len(raw["train"]), training_args)
     model, tokenizer = load_model_and_tokenizer(model_args, schema)
     max_length = effective_max_length(data_args.max_seq_length, tokenizer, model)
+    windows = window_settings(data_args, max_length)
+    lengths = data.length_report(
+        raw["train"], tokenizer, spec.text_columns, max_length, windows, tokenizer.model_max_length
+    )
+    logger.info("%s", lengths.lengths)  # the other window sizes: in label_report.md
+    logger.info("%s", lengths.this_run)
     with training_args.main_process_first(desc="tokenising"):
-        splits = tokenize_splits(raw, tokenizer, spec, max_length, data_args)
+        splits = tokenize_splits(raw, tokenizer, spec, max_length, data_args, windows)
     pos_weight = prepare_head(model, data.label_matrix(splits.train), model_args)
     pad_to_length = max_length if data_args.pad_to_max_length else None
-    trainer = build_trainer(model, tokenizer, splits, training_args, pos_weight, pad_to_length)
+    trainer = build_trainer(model, tokenizer, splits, training_args, pos_weight, pad_to_length, windows)
 
     train_result = trainer.train(resume_from_checkpoint=resume)
 
-    thresholds, evaluations = evaluate_with_thresholds(trainer, splits, schema.label_names)
+    thresholds, evaluations, threshold_choice = evaluate_with_thresholds(
+        trainer, splits, schema.label_names, data_args.threshold_strategy, training_args.seed
+    )
     results = reporting.run_results(train_result.metrics, evaluations)
     all_metrics = {k: v for values in results.values() for k, v in values.items()}
     logger.info("%s", metric_names.final_line(all_metrics))
@@ -517,13 +674,17 @@ def run(
             truncation=data_args.truncation,
             label_format=schema.label_format,
             label_columns=schema.label_columns,
+            max_windows=windows.max_windows,
+            window_overlap=windows.overlap,
+            window_pooling=windows.pooling,
+            threshold_selection=threshold_choice.record(schema.label_names),
         )
         staging.publish(
             model_dir,
             output_data_dir,
             write_model=lambda folder: save_model_dir(trainer, tokenizer, folder, classifier_config),
             write_data=lambda folder: reporting.write_results(
-                folder, results, evaluations, thresholds, schema.label_names
+                folder, results, evaluations, thresholds, schema.label_names, lengths.lines
             ),
             data_files=reporting.OUTPUT_DATA_FILES,
         )

@@ -92,19 +92,24 @@ for f in config.json model.safetensors classifier_config.json code/inference.py 
 done
 echo "train: the model directory is complete"
 
-log "serve: the Hugging Face inference toolkit inside the image, on port 8080"
-setsid "${BUILDAH[@]}" run --isolation chroot -v "$OPTML/model:/opt/ml/model" "$ctr" -- \
-  env HF_HUB_OFFLINE=1 /usr/local/bin/entrypoint.sh serve > "$WORK/serve.log" 2>&1 &
-server=$!
-trap 'kill -- -$server 2>/dev/null || true; sleep 2; "${BUILDAH[@]}" rm "$ctr" >/dev/null 2>&1 || true' EXIT
-body='{"inputs": [{"casePart1": "Perl module for parsing CSV files", "casePart2": "This module parses CSV."}]}'
-answer=""
-for _ in $(seq 1 120); do
-  if answer=$(curl -sf -X POST -H 'Content-Type: application/json' -d "$body" http://127.0.0.1:8080/invocations); then break; fi
-  sleep 2
-done
-test -n "$answer" || { echo "no answer from the server"; tail -50 "$WORK/serve.log"; exit 1; }
-"$PY" - "$OPTML/model" "$answer" <<'PYEOF'
+# serve_and_check NAME [VAR=VALUE ...]: start the `serve` role with those endpoint settings,
+# send one request, and compare the answer with the same model and settings on the host.
+serve_and_check() {
+  local name=$1; shift
+  log "serve ($name): the Hugging Face inference toolkit inside the image, on port 8080"
+  setsid "${BUILDAH[@]}" run --isolation chroot -v "$OPTML/model:/opt/ml/model" "$ctr" -- \
+    env HF_HUB_OFFLINE=1 "$@" /usr/local/bin/entrypoint.sh serve > "$WORK/serve-$name.log" 2>&1 &
+  server=$!
+  body='{"inputs": [{"casePart1": "Perl module for parsing CSV files", "casePart2": "This module parses CSV."}]}'
+  answer=""
+  for _ in $(seq 1 120); do
+    if answer=$(curl -sf -X POST -H 'Content-Type: application/json' -d "$body" http://127.0.0.1:8080/invocations); then break; fi
+    sleep 2
+  done
+  kill -- -"$server" 2>/dev/null || true
+  sleep 3
+  test -n "$answer" || { echo "no answer from the server"; tail -50 "$WORK/serve-$name.log"; exit 1; }
+  env "$@" "$PY" - "$OPTML/model" "$answer" "$name" <<'PYEOF'
 import json, sys
 sys.path.insert(0, sys.argv[1] + "/code")
 from multilabel.classifier import Classifier
@@ -113,6 +118,13 @@ expected = Classifier.load(sys.argv[1], device="cpu").predict([record])
 got = json.loads(sys.argv[2])
 assert [r["labels"] for r in got] == [r["labels"] for r in expected], (got, expected)
 assert all(abs(got[0]["scores"][k] - v) < 1e-5 for k, v in expected[0]["scores"].items())
-print("serve: labels and scores match the model run on the host:", got[0]["labels"])
+print(f"serve ({sys.argv[3]}): labels and scores match the model run on the host:", got[0]["labels"])
 PYEOF
+}
+trap '"${BUILDAH[@]}" rm "$ctr" >/dev/null 2>&1 || true' EXIT
+serve_and_check torch
+# The ONNX Runtime path of the image's own requirements: exported on the host, as packing does.
+"$PY" -m multilabel.onnx_export "$OPTML/model" >/dev/null
+chown -R 1000:1000 "$OPTML/model"
+serve_and_check onnx-int8 MULTILABEL_RUNTIME=onnx MULTILABEL_PRECISION=int8
 log "image built in ${build_seconds}s; size ${size}"

@@ -24,6 +24,7 @@ from multilabel.artifact import (
     pack_model,
 )
 from multilabel.pair_encoding import TRUNCATION_STRATEGIES
+from multilabel.windows import POOLINGS
 from tests.conftest import SageMakerRun
 from tests.helpers import ROOT, files_under
 
@@ -36,6 +37,7 @@ SERVING_CODE = {
     "multilabel/runtime.py",
     "multilabel/onnx_runtime.py",
     "multilabel/pair_encoding.py",
+    "multilabel/windows.py",  # long records: windows and pooling
     "multilabel/artifact.py",  # ClassifierConfig
     "multilabel/job_source.py",  # imported by artifact
 }
@@ -51,6 +53,7 @@ def test_classifier_config_problems() -> None:
     good = ClassifierConfig(("t1", "t2"), {"a": 0.5, "b": 1}, 64)
     assert good.problems(labels) == []
     assert ClassifierConfig.TRUNCATIONS == TRUNCATION_STRATEGIES
+    assert ClassifierConfig.POOLINGS == POOLINGS
     bad = ClassifierConfig(("t1", ""), {"a": 1.5, "c": 0.5}, 0, "only_third")
     assert bad.problems(labels) == [
         "classifier_config.json: text_columns: expected 1 or 2 distinct non-empty names, found ('t1', '')",
@@ -356,3 +359,22 @@ def test_pack_refuses_to_write_the_archive_into_the_model_directory(model_copy: 
     assert result.returncode == 2
     assert "write the archive outside the model directory" in error_lines(result)[0]
     assert not (model_copy / "model.tar.gz").exists()
+
+
+def test_window_settings_are_checked_and_old_configs_read_as_truncation(tmp_path: Path) -> None:
+    labels = ["a"]
+    old = {"text_columns": ["t"], "thresholds": {"a": 0.5}, "max_seq_length": 64}
+    (tmp_path / "classifier_config.json").write_text(json.dumps(old), encoding="utf-8")
+    loaded = ClassifierConfig.load(tmp_path)
+    assert (loaded.max_windows, loaded.window_overlap, loaded.window_pooling) == (1, 0, "max")
+    assert loaded.problems(labels) == []
+    bad = ClassifierConfig(("t",), {"a": 0.5}, 64, max_windows=0, window_overlap=-1, window_pooling="sum")
+    assert bad.problems(labels) == [
+        "classifier_config.json: max_windows: expected a positive integer, found 0",
+        "classifier_config.json: window_overlap: expected a non-negative integer, found -1",
+        "classifier_config.json: window_pooling: expected one of ['max', 'mean', 'logsumexp'], found 'sum'",
+    ]
+    wide = ClassifierConfig(("t",), {"a": 0.5}, 64, max_windows=4, window_overlap=32)
+    assert wide.problems(labels) == [
+        "classifier_config.json: window_overlap: expected less than half of max_seq_length 64, found 32"
+    ]

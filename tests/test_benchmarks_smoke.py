@@ -59,6 +59,15 @@ def test_quality_smoke(tmp_path: Path) -> None:
     assert 0 <= ours["micro_f1"] <= 1 and ours["train_seconds"] > 0
 
 
+def test_long_records_smoke(tmp_path: Path) -> None:
+    out = tmp_path / "long_records.json"
+    run_benchmark("long_records.py", "--smoke", "--epochs", "1", "--max-windows", "3", "--json", str(out))
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["run"] for r in rows] == ["truncate 64", "truncate 32", "windows 32 (max)"]
+    assert all(0 <= r["micro_f1"] <= 1 and r["serve_seconds"] > 0 for r in rows)
+    assert "recovered_micro" in rows[2] and rows[1]["longer_than_window"].endswith("%")
+
+
 def test_training_speed_smoke(tiny_model: Path, tmp_path: Path) -> None:
     out = tmp_path / "speed.json"
     run_benchmark(
@@ -105,3 +114,33 @@ def test_gpu_readiness_smoke(tmp_path: Path) -> None:
     )
     result = json.loads(out.read_text())["result"]
     assert result["tokens_per_second"] > 0 and result["params_m"] > 0
+
+
+def test_thresholds_smoke(tmp_path: Path) -> None:
+    """On synthetic predictions and labels: every strategy's row, per-label's gain over itself 0."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    for split, rows in (("validation", 60), ("test", 80)):
+        labels = (rng.random((rows, 3)) < 0.3).astype(int)
+        probs = np.clip(0.25 + 0.4 * labels + rng.normal(0, 0.15, labels.shape), 0, 1)
+        with open(tmp_path / f"{split}.csv", "w", encoding="utf-8") as fh:
+            fh.write("casePart1,casePart2,label1,label2,label3\n")
+            fh.writelines(f"t{i},u{i},{a},{b},{c}\n" for i, (a, b, c) in enumerate(labels))
+        with open(tmp_path / f"{split}_predictions.csv", "w", encoding="utf-8") as fh:
+            fh.write("row,predicted_labels,prob_label1,prob_label2,prob_label3\n")
+            fh.writelines(f"{i},,{p[0]!r},{p[1]!r},{p[2]!r}\n" for i, p in enumerate(probs, start=1))
+    out = tmp_path / "thresholds.json"
+    result = run_benchmark(
+        "thresholds.py",
+        *("--predictions", str(tmp_path), "--validation", str(tmp_path / "validation.csv")),
+        *("--test", str(tmp_path / "test.csv"), "--splits", "5", "--json", str(out)),
+        timeout=120,
+    )
+    (model,) = json.loads(out.read_text())["models"]
+    rows = {r["strategy"]: r for r in model["rows"]}
+    assert set(rows) == {"per_label", "global", "fixed", "shrunk", "cv"}
+    assert rows["per_label"]["micro_gain_mean"] == 0 and rows["per_label"]["macro_gain_mean"] == 0
+    assert all(0 < r["micro_f1_mean"] <= 1 and 0 < r["macro_f1_mean"] <= 1 for r in rows.values())
+    assert sum(model["cv_chose"].values()) == 5
+    assert "| shrunk |" in result.stdout

@@ -91,3 +91,31 @@ def test_encoding_reaches_loading(tmp_path: Path) -> None:
     spec = ColumnSpec(encoding="latin-1")
     dataset = load_split(path, spec, validate_files({"train": path}, spec), cache_dir=str(tmp_path / "c"))
     assert dataset["casePart1"] == ["café crème"]
+
+
+def test_the_length_report_states_lengths_and_what_each_window_size_drops(tiny_model: Path) -> None:
+    from datasets import Dataset
+
+    from multilabel.data import length_report
+    from multilabel.windows import WindowSettings
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    rows = read_csv(DATA / "train.csv")
+    dataset = Dataset.from_dict({c: [r[c] for r in rows] for c in ("casePart1", "casePart2")})
+    report = length_report(dataset, tokenizer, ("casePart1", "casePart2"), 64, WindowSettings(), 128)
+    a = np.array([len(tokenizer(r["casePart1"], add_special_tokens=False)["input_ids"]) for r in rows])
+    b = np.array([len(tokenizer(r["casePart2"], add_special_tokens=False)["input_ids"]) for r in rows])
+    assert f"casePart2 median {np.median(b):.0f}," in report.lengths
+    assert f"longest {b.max()}" in report.lengths and "300 training rows" in report.lengths
+    assert [line.split(":")[0] for line in report.sizes] == [
+        "max_seq_length 64 (this run)",
+        "max_seq_length 128",
+    ], "sizes up to the model's limit, this run's marked"
+    room = 64 - tokenizer.num_special_tokens_to_add(pair=True)
+    longer, dropped = np.mean(a + b > room), np.maximum(a + b - room, 0).sum() / (a + b).sum()
+    assert report.this_run.startswith(
+        f"max_seq_length 64 (this run): {longer:.1%} of records are longer; truncation drops {dropped:.1%}"
+    )
+    assert ", --max_windows 8 " in report.this_run, "without windows, what 8 would drop"
+    windows_drop = float(report.this_run.rsplit(" ", 1)[1].rstrip("%"))
+    assert windows_drop < 100 * dropped, "8 windows drop less than truncation to one"

@@ -6,13 +6,21 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, f1_score
 
+from multilabel import metrics
+from multilabel.artifact import ClassifierConfig
 from multilabel.metrics import (
     DEFAULT_THRESHOLD,
     best_f1_threshold,
+    choose_thresholds,
+    cross_validated_scores,
     decide,
     evaluate_split,
+    global_threshold,
+    micro_macro_f1,
     multilabel_metrics,
+    shrunk_thresholds,
     sigmoid,
+    stratified_folds,
     tune_thresholds,
 )
 
@@ -98,3 +106,179 @@ def test_a_split_is_evaluated_once_at_the_tuned_thresholds_and_at_the_default() 
     assert evaluation.probs is probs and evaluation.labels is labels
     assert evaluation.tuned == multilabel_metrics(probs, labels, thresholds, ["a", "b"])
     assert evaluation.untuned == multilabel_metrics(probs, labels, DEFAULT_THRESHOLD, ["a", "b"])
+
+
+def rare_label_case(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Label 0: 200 positives scored about 0.6, negatives about 0.3. Label 1: the same kind of
+    scores, but only 2 positives, both scored high (0.93, 0.97) by chance."""
+    rng = np.random.default_rng(seed)
+    n = 600
+    labels = np.zeros((n, 2), dtype=int)
+    labels[:200, 0] = 1
+    labels[[0, 1], 1] = 1
+    probs = np.clip(0.3 + 0.3 * labels + rng.normal(0, 0.08, (n, 2)), 0.01, 0.9)
+    probs[[0, 1], 1] = [0.93, 0.97]
+    return probs, labels
+
+
+def test_a_label_with_two_positives_is_pulled_toward_the_global_threshold() -> None:
+    probs, labels = rare_label_case()
+    own = tune_thresholds(probs, labels)
+    overall = global_threshold(probs, labels)
+    shrunk = shrunk_thresholds(probs, labels)
+    assert own[1] > max(0.7, probs[labels[:, 1] == 0, 1].max()), "per-label: above every negative"
+    # 2 positives against a prior of 3: 2/5 of its own threshold, 3/5 of the global one.
+    assert metrics.SHRINK_POSITIVES == 3
+    assert shrunk[1] == pytest.approx(overall + 2 / 5 * (own[1] - overall))
+    assert abs(shrunk[1] - overall) < abs(own[1] - overall) / 2
+    assert shrunk_thresholds(probs, labels, prior_positives=10)[1] == pytest.approx(
+        overall + 2 / 12 * (own[1] - overall)
+    )
+    # 200 positives: it keeps about its own threshold (200/203 of it).
+    assert abs(shrunk[0] - own[0]) < 0.05 * abs(own[0] - overall) + 1e-9
+    # The shrunk rare-label threshold decides unseen rows of the same kind better.
+    fresh_probs, fresh_labels = rare_label_case(seed=1)
+    fresh_probs[[0, 1], 1] = [0.6, 0.65]  # new positives, scored like the frequent label's
+    f1_own = micro_macro_f1(fresh_labels[:, 1:], decide(fresh_probs[:, 1:], own[1:]))
+    f1_shrunk = micro_macro_f1(fresh_labels[:, 1:], decide(fresh_probs[:, 1:], shrunk[1:]))
+    assert f1_own["macro"] == 0 and f1_shrunk["macro"] > 0
+
+
+def test_a_label_without_positives_gets_the_global_threshold_when_shrunk() -> None:
+    probs, labels = rare_label_case()
+    labels[:, 1] = 0
+    assert shrunk_thresholds(probs, labels)[1] == pytest.approx(global_threshold(probs, labels))
+    assert tune_thresholds(probs, labels)[1] == DEFAULT_THRESHOLD
+
+
+def test_the_global_threshold_maximises_micro_f1() -> None:
+    probs, labels = rare_label_case()
+    best = global_threshold(probs, labels)
+    at_best = micro_macro_f1(labels, decide(probs, best))["micro"]
+    for other in np.linspace(0.05, 0.95, 37):
+        assert micro_macro_f1(labels, decide(probs, other))["micro"] <= at_best + 1e-12
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_micro_macro_f1_matches_scikit_learn(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    truth = (rng.random((40, 5)) < 0.2).astype(int)
+    decided = (rng.random((40, 5)) < 0.3).astype(int)
+    decided[:, 4] = truth[:, 4] = 0  # a label never present nor predicted scores 0, as scikit-learn's
+    out = micro_macro_f1(truth, decided)
+    assert out["micro"] == pytest.approx(f1_score(truth, decided, average="micro", zero_division=0))
+    assert out["macro"] == pytest.approx(f1_score(truth, decided, average="macro", zero_division=0))
+
+
+def test_folds_spread_each_labels_positives_evenly() -> None:
+    rng = np.random.default_rng(0)
+    labels = (rng.random((103, 3)) < [0.5, 0.3, 0.0]).astype(int)
+    labels[:10, 2] = 1  # the rarest label: 10 positives
+    folds = stratified_folds(labels, 5, seed=3)
+    assert sorted(np.bincount(folds).tolist()) == [20, 20, 21, 21, 21]
+    assert np.bincount(folds[labels[:, 2] == 1], minlength=5).tolist() == [2, 2, 2, 2, 2]
+
+
+def separable_at_half(n: int = 300, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    labels = (rng.random((n, 3)) < 0.3).astype(int)
+    probs = np.where(labels == 1, rng.uniform(0.55, 1.0, (n, 3)), rng.uniform(0.0, 0.45, (n, 3)))
+    return probs, labels
+
+
+def test_cross_validation_keeps_half_when_nothing_tuned_does_better() -> None:
+    probs, labels = separable_at_half()
+    choice = choose_thresholds(probs, labels, metrics.CROSS_VALIDATED)
+    assert all(score == {"micro": 1.0, "macro": 1.0} for score in choice.cv_scores.values())
+    assert choice.applied == metrics.FIXED, "a tie goes to the strategy with fewest fitted numbers"
+    assert choice.thresholds.tolist() == [0.5, 0.5, 0.5]
+    assert choice.expected_gain == {"micro": 0.0, "macro": 0.0}
+
+
+def test_cross_validation_picks_per_label_when_labels_need_their_own_thresholds() -> None:
+    """Label 0 is scored on 0-0.25 (positives above 0.15), label 1 on 0.75-1 (positives above
+    0.9): no one threshold, nor one pulled toward it, serves both."""
+    rng = np.random.default_rng(0)
+    n = 400
+    labels = (rng.random((n, 2)) < 0.3).astype(int)
+    low = np.where(labels[:, 0] == 1, rng.uniform(0.16, 0.25, n), rng.uniform(0.0, 0.14, n))
+    high = np.where(labels[:, 1] == 1, rng.uniform(0.91, 1.0, n), rng.uniform(0.75, 0.89, n))
+    probs = np.column_stack([low, high])
+    choice = choose_thresholds(probs, labels, metrics.CROSS_VALIDATED)
+    assert choice.applied == metrics.PER_LABEL
+    assert choice.cv_scores[metrics.PER_LABEL] == {"micro": 1.0, "macro": 1.0}
+    assert choice.cv_scores[metrics.FIXED]["macro"] < 0.6
+    np.testing.assert_allclose(choice.thresholds, tune_thresholds(probs, labels))
+    assert 0.14 < choice.thresholds[0] < 0.16 and 0.89 < choice.thresholds[1] < 0.91
+
+
+def test_cross_validation_picks_one_threshold_when_labels_share_it_and_have_few_positives() -> None:
+    """Twenty labels scored alike, each with a handful of noisy positives: per-label thresholds
+    chase each label's few scores; one threshold fitted on all of them generalises."""
+    rng = np.random.default_rng(0)
+    n, k = 300, 20
+    labels = (rng.random((n, k)) < 0.03).astype(int)
+    probs = np.clip(rng.normal(0.15 + 0.35 * labels, 0.12), 0, 1)
+    choice = choose_thresholds(probs, labels, metrics.CROSS_VALIDATED)
+    scores = choice.cv_scores
+    assert choice.applied in (metrics.GLOBAL, metrics.SHRUNK)
+    assert metrics.cv_criterion(scores[choice.applied]) > metrics.cv_criterion(scores[metrics.PER_LABEL])
+    assert choice.expected_gain["micro"] > 0
+    assert choice.expected_gain == {
+        avg: scores[choice.applied][avg] - scores[metrics.PER_LABEL][avg] for avg in ("micro", "macro")
+    }
+
+
+def test_cross_validated_scores_are_out_of_fold() -> None:
+    """Scores without any signal: tuned on the rows it is scored on, per-label tuning finds
+    a lucky cut; decided with thresholds fitted on the other folds, it does not."""
+    rng = np.random.default_rng(0)
+    labels = (rng.random((200, 4)) < 0.1).astype(int)
+    probs = rng.random((200, 4))
+    in_sample = micro_macro_f1(labels, decide(probs, tune_thresholds(probs, labels)))
+    out_of_fold = cross_validated_scores(probs, labels, folds=5)[metrics.PER_LABEL]
+    assert out_of_fold["macro"] < in_sample["macro"] - 0.03
+
+
+def test_each_strategy_fits_the_thresholds_it_names() -> None:
+    probs, labels = rare_label_case()
+    expected = {
+        metrics.PER_LABEL: tune_thresholds(probs, labels),
+        metrics.GLOBAL: np.full(2, global_threshold(probs, labels)),
+        metrics.FIXED: np.full(2, DEFAULT_THRESHOLD),
+        metrics.SHRUNK: shrunk_thresholds(probs, labels),
+    }
+    for strategy, thresholds in expected.items():
+        choice = choose_thresholds(probs, labels, strategy)
+        assert (choice.requested, choice.applied, choice.cv_scores) == (strategy, strategy, None)
+        assert choice.thresholds.shape == (2,)
+        np.testing.assert_allclose(choice.thresholds, thresholds)
+    with pytest.raises(ValueError, match="unknown threshold strategy 'best'"):
+        choose_thresholds(probs, labels, "best")
+    one_row = choose_thresholds(probs[:1], labels[:1], metrics.CROSS_VALIDATED)
+    assert one_row.applied == metrics.SHRUNK and one_row.cv_scores is None
+
+
+def test_the_choice_is_saved_in_classifier_config_and_old_configs_still_load(tmp_path) -> None:
+    import json
+
+    probs, labels = rare_label_case()
+    names = ["perl", "c"]
+    choice = choose_thresholds(probs, labels, metrics.CROSS_VALIDATED)
+    record = choice.record(names)
+    assert record["requested"] == "cv" and record["applied"] == choice.applied
+    assert record["validation_positives"] == {"perl": 200, "c": 2}
+    assert set(record["cv_f1"]) == set(metrics.CANDIDATES)
+    thresholds = dict(zip(names, choice.thresholds.tolist(), strict=True))
+    ClassifierConfig(("text",), thresholds, 64, threshold_selection=record).save(tmp_path)
+    loaded = ClassifierConfig.load(tmp_path)
+    assert loaded.threshold_selection == json.loads(json.dumps(record))
+    assert loaded.problems(names) == [] and loaded.threshold_list(names) == choice.thresholds.tolist()
+    # A config written before the record existed loads, with none.
+    data = json.loads((tmp_path / "classifier_config.json").read_text())
+    del data["threshold_selection"]
+    (tmp_path / "classifier_config.json").write_text(json.dumps(data))
+    old = ClassifierConfig.load(tmp_path)
+    assert old.threshold_selection is None and old.problems(names) == []
+    bad = ClassifierConfig(("text",), thresholds, 64, threshold_selection={"strategy": 1})
+    assert any("threshold_selection" in p for p in bad.problems(names))

@@ -114,3 +114,56 @@ def test_the_report_plot_is_a_png(tmp_path: Path) -> None:
     """matplotlib takes seconds to import."""
     reporting.write_label_report(tmp_path, "validation", evaluation(20, 0), THRESHOLDS, LABELS)
     assert (tmp_path / "label_report.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_the_report_shows_each_thresholds_validation_positives_and_flags_too_few(
+    tmp_path: Path, no_plot: list[str]
+) -> None:
+    split = evaluation(20, 0)
+    reporting.write_label_report(
+        tmp_path,
+        "test",
+        split,
+        THRESHOLDS,
+        LABELS,
+        ["3 of 20 rows truncated"],
+        validation_support=[40, 2, 10],
+    )
+    lines = (tmp_path / "label_report.md").read_text().splitlines()
+    assert lines[2] == (
+        "| label | support | validation positives | threshold | F1 at 0.5 | precision | recall | F1 |"
+    )
+    perl, c, devel = lines[4:7]
+    assert perl.startswith(f"| perl | {int(split.labels[:, 0].sum())} | 40 | 0.500 |")
+    assert c.startswith(f"| c | {int(split.labels[:, 1].sum())} | 2 (too few) | 0.300 |")
+    assert "| 10 | 0.700 |" in devel and "too few" not in devel, "10 positives is enough"
+    note = lines[8]
+    assert "fewer than 10 validation positives" in note and note.endswith("Too few: c.")
+    # The training data's text lengths still close the report.
+    assert lines[-3:] == ["## Text lengths of the training data", "", "- 3 of 20 rows truncated"]
+
+
+def test_a_run_reports_the_validation_positives_behind_the_test_sets_thresholds(
+    tmp_path: Path, no_plot: list[str]
+) -> None:
+    validation, test = evaluation(30, 0), evaluation(10, 1)
+    validation.labels[:, 2] = 0
+    validation.labels[:4, 2] = 1  # 4 validation positives: too few
+    evaluations = {"validation": validation, "test": test}
+    reporting.write_results(tmp_path, reporting.run_results({}, evaluations), evaluations, THRESHOLDS, LABELS)
+    report = (tmp_path / "label_report.md").read_text()
+    positives = validation.labels.sum(axis=0).astype(int).tolist()
+    assert reporting.validation_positives(validation) == positives
+    assert f"| perl | {int(test.labels[:, 0].sum())} | {positives[0]} |" in report
+    assert f"| devel-lib | {int(test.labels[:, 2].sum())} | 4 (too few) |" in report
+    assert "Too few: devel-lib." in report
+
+
+def test_without_the_validation_positives_the_table_keeps_its_columns(
+    tmp_path: Path, no_plot: list[str]
+) -> None:
+    """`train.py --do_train False` scores a trained model: its validation set is not known."""
+    reporting.write_label_report(tmp_path, "test", evaluation(20, 0), THRESHOLDS, LABELS)
+    report = (tmp_path / "label_report.md").read_text()
+    assert "validation positives" not in report and "too few" not in report
+    assert reporting.label_table(evaluation(20, 0), THRESHOLDS, LABELS)[0]["validation_support"] is None
