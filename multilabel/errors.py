@@ -36,3 +36,7 @@ class ArgumentError(InputError):
     """Every problem found in the arguments, each naming its flag."""
 
     subject = "the arguments"
+
+
+class TrainingSetupError(UsageError):
+    """A schedule or a truncation mode that cannot work; reported before training."""

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 from datasets import Dataset
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, TrainingArguments
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, Trainer, TrainingArguments
 from transformers.trainer_utils import IntervalStrategy
 
 from multilabel import data, metric_names, metrics, reporting, staging, training
@@ -42,6 +42,7 @@ from multilabel.schema import (
     scan_file,
     split_names,
 )
+from multilabel.trainer import Splits, build_trainer, predict_rows
 from multilabel.windows import WindowSettings
 
 logger = logging.getLogger(__name__)
@@ -190,9 +191,9 @@ def load(where: str, spec: ColumnSpec, schema: LabelSchema, labelled: bool) -> D
     return data.load_split(where, spec, LabelSchema(INDICATOR_FORMAT, (), ())).remove_columns(data.LABELS)
 
 
-def probabilities(trainer: training.Trainer, dataset: Dataset) -> np.ndarray:
+def probabilities(trainer: Trainer, dataset: Dataset) -> np.ndarray:
     """Sigmoid probabilities in row order (prediction never length-grouped)."""
-    return metrics.sigmoid(training.predict_rows(trainer, dataset).predictions)
+    return metrics.sigmoid(predict_rows(trainer, dataset).predictions)
 
 
 def chosen_files(data_args: DataArguments, training_args: TrainingArguments) -> dict[str, str]:
@@ -261,16 +262,14 @@ def run(
     }
     thresholds = np.array(model.config.threshold_list(model.label_names))
     pad_to_length = model.config.max_seq_length if data_args.pad_to_max_length else None
-    splits = training.Splits(None, tokenised.get("validation"), tokenised.get("test"))
+    splits = Splits(None, tokenised.get("validation"), tokenised.get("test"))
     saved = training_args.output_dir, training_args.eval_strategy
     with tempfile.TemporaryDirectory(prefix="multilabel-scoring-") as scratch:
         # Trainer creates its output_dir (not the checkpoints' then), and wants an eval
         # dataset for an eval strategy: it only predicts here.
         training_args.output_dir, training_args.eval_strategy = scratch, IntervalStrategy.NO
         try:
-            trainer = training.build_trainer(
-                hf_model, tokenizer, splits, training_args, None, pad_to_length, windows
-            )
+            trainer = build_trainer(hf_model, tokenizer, splits, training_args, None, pad_to_length, windows)
             probs = {split: probabilities(trainer, dataset) for split, dataset in tokenised.items()}
         finally:
             training_args.output_dir, training_args.eval_strategy = saved

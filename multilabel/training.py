@@ -9,44 +9,31 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from datasets import Dataset
 from transformers import (
-    AutoConfig,
-    AutoModelForSequenceClassification,
-    AutoTokenizer,
-    DataCollatorWithPadding,
-    PreTrainedModel,
     PreTrainedTokenizerBase,
-    PrinterCallback,
     Trainer,
-    TrainerCallback,
     TrainingArguments,
     set_seed,
 )
-from transformers.trainer_pt_utils import LengthGroupedSampler
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, PredictionOutput
 
 from multilabel import checkpoints, data, metric_names, metrics, reporting, staging
 from multilabel.arguments import DataArguments, ModelArguments
 from multilabel.artifact import ClassifierConfig, copy_serving_code
 from multilabel.csv_files import list_csv_files
-from multilabel.errors import UsageError
+from multilabel.encoder import effective_max_length, load_model_and_tokenizer, prepare_head
+from multilabel.errors import TrainingSetupError
 from multilabel.pair_encoding import TruncationError
 from multilabel.run_paths import SPLITS, RunPaths, resolve_run_paths
 from multilabel.schema import ColumnSpec, LabelSchema, validate_files
+from multilabel.trainer import Splits, build_trainer, predict_in_order
 from multilabel.windows import (
-    DEFAULT_POOLING,
-    WINDOW_COUNTS,
-    WindowCollator,
     WindowSettings,
     default_overlap,
-    pool_logits,
 )
 
 logger = logging.getLogger(__name__)
@@ -75,119 +62,6 @@ SCHEDULE_ARGUMENTS = (
 )
 
 
-@dataclass
-class Splits:
-    """The tokenised datasets of one run (validation always present, test optional)."""
-
-    train: Dataset
-    validation: Dataset
-    test: Dataset | None
-
-
-class MultiLabelTrainer(Trainer):
-    """`Trainer` whose BCE loss can weight each label's positives (`pos_weight`), whose
-    length grouping reads the `length` column, and which pools each record's windows
-    (`windows.pool_logits`) when its batches are records of several windows."""
-
-    def __init__(
-        self, *args, pos_weight: torch.Tensor | None = None, window_pooling: str = DEFAULT_POOLING, **kwargs
-    ):
-        super().__init__(*args, **kwargs)
-        self.pos_weight = pos_weight
-        self.window_pooling = window_pooling
-
-    def _get_train_sampler(self, train_dataset=None):
-        """Length grouping from the precomputed `length` column.
-
-        Trainer drops columns the model does not take before it builds the sampler, so
-        its own sampler would decode every row of the training set to measure it.
-        """
-        dataset = self.train_dataset
-        if not (
-            self.args.group_by_length
-            and isinstance(dataset, Dataset)
-            and data.LENGTH_COLUMN in dataset.column_names
-        ):
-            return super()._get_train_sampler(train_dataset)
-        column = dataset.select_columns([data.LENGTH_COLUMN]).with_format("numpy")[:]
-        lengths = column[data.LENGTH_COLUMN].tolist()
-        return LengthGroupedSampler(
-            self.args.train_batch_size * self.args.gradient_accumulation_steps, lengths=lengths
-        )
-
-    def record_logits(self, model, inputs: dict) -> tuple[torch.Tensor, Any]:
-        """Logits per record (the windows pooled, where a batch has windows) and the model's output."""
-        counts = inputs.pop(WINDOW_COUNTS, None)
-        outputs = model(**inputs)
-        if counts is None:
-            return outputs.logits, outputs
-        return pool_logits(outputs.logits, counts, self.window_pooling), outputs
-
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        if self.pos_weight is None and WINDOW_COUNTS not in inputs:
-            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-        labels = inputs.pop("labels")
-        logits, outputs = self.record_logits(model, inputs)
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(
-            logits,
-            labels.to(logits.dtype),
-            pos_weight=None if self.pos_weight is None else self.pos_weight.to(logits.device, logits.dtype),
-        )
-        outputs.logits = logits
-        return (loss, outputs) if return_outputs else loss
-
-    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
-        """Trainer's step, but for batches of windows: one row of logits per record."""
-        if WINDOW_COUNTS not in inputs:
-            return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys)
-        inputs = self._prepare_inputs(inputs)
-        labels = inputs.get("labels")
-        with torch.no_grad():
-            if labels is not None:
-                loss, outputs = self.compute_loss(model, dict(inputs), return_outputs=True)
-                loss, logits = loss.detach(), outputs.logits.detach()
-            else:
-                loss, logits = None, self.record_logits(model, dict(inputs))[0].detach()
-        if prediction_loss_only:
-            return loss, None, None
-        return loss, logits, labels
-
-
-class MetricLogCallback(TrainerCallback):
-    """Logs every Trainer log event as one compact `name=value` line, for people and for regexes.
-
-    With `detail` (on SageMaker, whose metric definitions read the log) an evaluation's other
-    metrics, per-label F1 included, follow on a second line; locally they are in the output files.
-    """
-
-    def __init__(self, detail: bool = False):
-        self.detail = detail
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        if state.is_world_process_zero and logs:
-            compact, rest = metric_names.split_log_event(logs)
-            logger.info("%s", metric_names.step_line(state.global_step, compact))
-            if self.detail and rest:
-                logger.info("%s", metric_names.step_line(state.global_step, rest))
-
-
-class SyncBestCheckpointCallback(TrainerCallback):
-    """Make every DDP rank agree on the best checkpoint's path.
-
-    Trainer records `best_model_checkpoint` only if the checkpoint folder already exists
-    on disk when a rank looks. Rank 0 writes it, so another rank may look too early and
-    record nothing; at the end of training the ranks then disagree about waiting at a
-    barrier before loading the best model, and training hangs. The path is known from
-    `best_global_step` alone, and rank 0 has written it by the time it is loaded.
-    """
-
-    def on_save(self, args, state, control, **kwargs):
-        if state.best_global_step:
-            state.best_model_checkpoint = str(
-                Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.best_global_step}"
-            )
-
-
 def resolve_data_files(data_args: DataArguments, paths: RunPaths) -> dict[str, str | None]:
     """Each split's file or directory: the flag if given, else its SageMaker channel."""
     given = {
@@ -196,10 +70,6 @@ def resolve_data_files(data_args: DataArguments, paths: RunPaths) -> dict[str, s
         "test": data_args.test_file,
     }
     return {split: given[split] or paths.channels.get(split) for split in SPLITS}
-
-
-class TrainingSetupError(UsageError):
-    """A schedule or a truncation mode that cannot work; reported before training."""
 
 
 def training_steps(train_rows: int, args: TrainingArguments) -> int:
@@ -297,236 +167,10 @@ def load_datasets(
     return raw
 
 
-def load_model_and_tokenizer(
-    model_args: ModelArguments, schema: LabelSchema
-) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """The encoder with a fresh multi-label head sized and named by the label schema.
-
-    A model type that no sequence-classification class serves is refused with a
-    `TrainingSetupError`. The tokenizer returns token type ids only if the model embeds
-    more than one type (BERT's segment A / B): DistilBERT and ModernBERT take none,
-    RoBERTa has one type and DeBERTa-v3 none (`type_vocab_size` 0), while a tokenizer
-    may still make them (DeBERTa-v3's does; a BERT tokenizer on a DistilBERT would pass
-    DistilBERT an input it does not take). The choice is saved with the tokenizer, so
-    the endpoint encodes the same inputs.
-    """
-    import inspect
-
-    import transformers
-    from transformers.models.auto.modeling_auto import MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING
-
-    names = list(schema.label_names)
-    config = AutoConfig.from_pretrained(
-        model_args.model_name_or_path,
-        num_labels=len(names),
-        problem_type="multi_label_classification",
-        id2label=dict(enumerate(names)),
-        label2id={name: i for i, name in enumerate(names)},
-        cache_dir=model_args.cache_dir,
-    )
-    if type(config) not in MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING:
-        raise TrainingSetupError(
-            f"--model_name_or_path {model_args.model_name_or_path}: a {config.model_type!r} model "
-            f"({type(config).__name__}), for which transformers {transformers.__version__} has no "
-            "sequence-classification head (AutoModelForSequenceClassification maps no class to it). "
-            "Choose an encoder of a family that has one, such as BERT, RoBERTa, DistilBERT, "
-            "DeBERTa-v2 or ModernBERT."
-        )
-    tokenizer = AutoTokenizer.from_pretrained(
-        model_args.tokenizer_name or model_args.model_name_or_path, cache_dir=model_args.cache_dir
-    )
-    model = AutoModelForSequenceClassification.from_pretrained(
-        model_args.model_name_or_path, config=config, cache_dir=model_args.cache_dir
-    )
-    takes_types = (
-        "token_type_ids" in inspect.signature(model.forward).parameters
-        and getattr(config, "type_vocab_size", 2) > 1
-    )
-    if not takes_types and "token_type_ids" in tokenizer.model_input_names:
-        inputs = [name for name in tokenizer.model_input_names if name != "token_type_ids"]
-        tokenizer.model_input_names = inputs
-        tokenizer.init_kwargs["model_input_names"] = inputs  # what save_pretrained writes
-        logger.info("%s embeds no token types: the inputs are %s", type(model).__name__, inputs)
-    return model, tokenizer
-
-
-TRUNCATE = WindowSettings()  # one window per record
-
-
 def window_settings(data_args: DataArguments, max_length: int) -> WindowSettings:
     """The run's windowing from its flags (overlap by default an eighth of the window)."""
     overlap = default_overlap(max_length) if data_args.window_overlap is None else data_args.window_overlap
     return WindowSettings(data_args.max_windows, min(overlap, max_length // 2 - 1), data_args.window_pooling)
-
-
-def effective_max_length(requested: int, tokenizer: PreTrainedTokenizerBase, model: PreTrainedModel) -> int:
-    """`max_seq_length`, capped by what the tokenizer and the position embeddings allow.
-
-    A model takes at most `max_position_embeddings` tokens, RoBERTa's lineage
-    `pad_token_id + 1` fewer (its positions are numbered after the padding index). A
-    DeBERTa without absolute positions (`position_biased_input` false, as DeBERTa-v3) has
-    no such limit: its relative positions are bucketed, whatever the length.
-    """
-    config = model.config
-    limits = [requested, tokenizer.model_max_length]
-    positions = getattr(config, "max_position_embeddings", None)
-    relative_only = config.model_type in ("deberta", "deberta-v2") and not getattr(
-        config, "position_biased_input", True
-    )
-    if positions and not relative_only:
-        after_padding = (
-            "roberta",
-            "xlm-roberta",
-            "xlm-roberta-xl",
-            "camembert",
-            "roberta-prelayernorm",
-            "data2vec-text",
-            "longformer",
-            "ibert",
-            "luke",
-            "mpnet",
-            "xmod",
-        )
-        pad = getattr(config, "pad_token_id", None)
-        offset = (pad or 0) + 1 if config.model_type in after_padding else 0
-        limits.append(positions - offset)
-    length = min(limits)
-    if length < requested:
-        logger.warning("max_seq_length %d exceeds the model's limit; using %d", requested, length)
-    return length
-
-
-def compute_pos_weight(train_labels: np.ndarray, mode: str, cap: float) -> torch.Tensor | None:
-    """negatives / positives per label of the training label matrix ('auto') or its square
-    root ('sqrt'), capped; None when mode is 'none'."""
-    if mode == "none":
-        return None
-    positives = train_labels.sum(axis=0)
-    ratio = (len(train_labels) - positives) / np.maximum(positives, 1.0)
-    weight = np.clip(np.sqrt(ratio) if mode == "sqrt" else ratio, 1.0, cap)
-    logger.info("pos_weight per label: %s", np.round(weight.astype(np.float64), 2).tolist())
-    return torch.tensor(weight, dtype=torch.float32)
-
-
-def classification_layer(model: PreTrainedModel) -> torch.nn.Linear:
-    """The layer that outputs the label logits: the last Linear with one output per label.
-
-    Found by shape rather than by name, so it works for every architecture's head
-    (`classifier` in BERT, `classifier.out_proj` in RoBERTa, ...).
-    """
-    layers = [
-        m
-        for m in model.modules()
-        if isinstance(m, torch.nn.Linear) and m.out_features == model.config.num_labels
-    ]
-    if not layers:
-        raise ValueError(f"{type(model).__name__} has no layer with {model.config.num_labels} outputs")
-    return layers[-1]
-
-
-def initialise_head_bias(
-    model: PreTrainedModel, train_labels: np.ndarray, pos_weight: torch.Tensor | None
-) -> None:
-    """Start each label's logit at the constant that minimises the training loss.
-
-    With frequency p and positive weight w that constant is log(w * p / (1 - p)): the
-    prior log-odds without `pos_weight`, 0 under an uncapped `pos_weight` auto (w = (1 - p) / p).
-    A zero bias instead starts every label at probability 0.5, and at fine-tuning
-    learning rates the bias moves about one learning rate per step: thousands of steps
-    pass before a rare label's bias reaches its prior (-3.4 for a label on 3 % of rows),
-    and until then the encoder's updates go into undoing the wrong starting point.
-    """
-    # A label that is never (always) on counts as half a row on (off): a finite bias.
-    half_row = 0.5 / len(train_labels)
-    frequency = np.clip(train_labels.mean(axis=0, dtype=np.float64), half_row, 1.0 - half_row)
-    weight = pos_weight.numpy().astype(np.float64) if pos_weight is not None else 1.0
-    bias = np.log(weight * frequency / (1.0 - frequency))
-    layer = classification_layer(model)
-    if layer.bias is None:
-        logger.warning("the classification layer has no bias; --head_bias_init prior does nothing")
-        return
-    with torch.no_grad():
-        layer.bias.copy_(torch.as_tensor(bias, dtype=layer.bias.dtype))
-    logger.info("classification bias initialised from label frequencies: %s", np.round(bias, 2).tolist())
-
-
-def prepare_head(
-    model: PreTrainedModel, train_labels: np.ndarray, model_args: ModelArguments
-) -> torch.Tensor | None:
-    """The loss's positive weights (`--pos_weight`), and the head's starting bias (`--head_bias_init`)."""
-    pos_weight = compute_pos_weight(train_labels, model_args.pos_weight, model_args.max_pos_weight)
-    if model_args.head_bias_init == "prior":
-        initialise_head_bias(model, train_labels, pos_weight)
-    return pos_weight
-
-
-def compute_eval_metrics(label_names: list[str]):
-    """`compute_metrics` for Trainer: metrics at the default threshold, in Trainer's order."""
-
-    def compute(eval_pred) -> dict[str, float]:
-        probs = metrics.sigmoid(eval_pred.predictions)
-        return metrics.multilabel_metrics(probs, eval_pred.label_ids, label_names=label_names)
-
-    return compute
-
-
-def predict_rows(trainer: Trainer, dataset: Dataset) -> PredictionOutput:
-    """`trainer.predict` in dataset row order.
-
-    With `group_by_length`, Trainer also length-groups prediction, which returns rows
-    shuffled; it is switched off for the call.
-    """
-    grouped = trainer.args.group_by_length
-    trainer.args.group_by_length = False
-    try:
-        return trainer.predict(dataset, metric_key_prefix="predict")
-    finally:
-        trainer.args.group_by_length = grouped
-
-
-def predict_in_order(trainer: Trainer, dataset: Dataset) -> tuple[np.ndarray, np.ndarray]:
-    """(probabilities, labels) in dataset row order, the order checked against the labels."""
-    output = predict_rows(trainer, dataset)
-    labels = data.label_matrix(dataset)
-    if not np.array_equal(np.asarray(output.label_ids, dtype=np.float32), labels):
-        raise RuntimeError("predictions came back out of dataset order")
-    return metrics.sigmoid(output.predictions), labels
-
-
-def build_trainer(
-    model: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
-    splits: Splits,
-    training_args: TrainingArguments,
-    pos_weight: torch.Tensor | None,
-    pad_to_length: int | None = None,
-    windows: WindowSettings = TRUNCATE,
-) -> MultiLabelTrainer:
-    """The Trainer; batches padded to their longest row (window), or all to `pad_to_length`."""
-    if windows.enabled:
-        collator = WindowCollator(
-            tokenizer.pad_token_id, pad_to_length or (8 if torch.cuda.is_available() else None)
-        )
-    elif pad_to_length:
-        collator = DataCollatorWithPadding(tokenizer, padding="max_length", max_length=pad_to_length)
-    else:
-        collator = DataCollatorWithPadding(
-            tokenizer, pad_to_multiple_of=8 if torch.cuda.is_available() else None
-        )
-    trainer = MultiLabelTrainer(
-        model=model,
-        args=training_args,
-        train_dataset=splits.train,
-        eval_dataset=splits.validation,
-        data_collator=collator,
-        processing_class=tokenizer,
-        compute_metrics=compute_eval_metrics(list(model.config.id2label.values())),
-        callbacks=[MetricLogCallback(detail=resolve_run_paths().on_sagemaker), SyncBestCheckpointCallback()],
-        pos_weight=pos_weight,
-        window_pooling=windows.pooling,
-    )
-    trainer.remove_callback(PrinterCallback)  # MetricLogCallback logs the same, once
-    return trainer
 
 
 def evaluate_with_thresholds(

@@ -10,7 +10,7 @@ slides alone. Windows past the cap are dropped; what is dropped is counted and l
 
 The model scores every window; a record's logits are its windows' logits pooled
 (`pool_logits`), and the record's labels and thresholds apply to the pooled logits.
-Training (`training.MultiLabelTrainer`), evaluation, `train.py --do_train False` and
+Training (`trainer.MultiLabelTrainer`), evaluation, `train.py --do_train False` and
 the endpoint (`classifier.Classifier`) all call `encode_windows` and `pool_logits`, with
 the settings saved in `classifier_config.json`, so each record is read the same way.
 

@@ -29,16 +29,16 @@ from transformers import (
 from transformers.tokenization_utils_base import VERY_LARGE_INTEGER
 
 from multilabel.arguments import ModelArguments
-from multilabel.pair_encoding import encode_pairs, pad_batch
-from multilabel.schema import LabelSchema
-from multilabel.tiny_model import FAMILIES, build_tiny_model, tiny_config
-from multilabel.training import (
+from multilabel.encoder import (
     classification_layer,
     compute_pos_weight,
     effective_max_length,
     initialise_head_bias,
     load_model_and_tokenizer,
 )
+from multilabel.pair_encoding import encode_pairs, pad_batch
+from multilabel.schema import LabelSchema
+from multilabel.tiny_model import FAMILIES, build_tiny_model, tiny_config
 from tests.helpers import DATA, FAST_ARGS, LABELS, ROOT, assert_same_decisions, read_csv, run_train
 
 SERVING_PYTHON = Path(os.environ.get("SERVING_VENV", ROOT / ".venv-serving")) / "bin" / "python"

@@ -106,7 +106,7 @@ def test_the_collator_flattens_records_into_windows_in_order() -> None:
 
 
 def test_training_loss_is_the_bce_of_the_records_pooled_logits(tiny_model: Path, tmp_path: Path) -> None:
-    from multilabel.training import MultiLabelTrainer
+    from multilabel.trainer import MultiLabelTrainer
 
     torch.manual_seed(0)
     model = RobertaForSequenceClassification.from_pretrained(
