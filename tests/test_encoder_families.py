@@ -328,3 +328,24 @@ def test_a_model_without_a_sequence_classification_head_is_refused(tiny_models, 
     assert str(encoder_dir) in message and "bert-generation" in message
     assert "sequence-classification head" in message
     assert not (tmp_path / "model").exists()
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_windows_keep_each_familys_pair_structure(tiny_models, family: str) -> None:
+    """Windows are ordinary (first, second) pairs of the family's tokenizer: its special
+    tokens and token types, every window within the length, the record read to its end."""
+    from multilabel.pair_encoding import pad_batch
+    from multilabel.windows import encode_windows, pool_logits
+
+    model, tokenizer = load(tiny_models[family])
+    long = " ".join(TEXTS) * 20
+    features, counts, stats = encode_windows(tokenizer, [TEXTS[0]], [long], 32, 50, 4)
+    assert counts[0] > 2 and stats.tokens_dropped == 0, (counts, stats)
+    assert ("token_type_ids" in features) == (family in TAKES_TOKEN_TYPES)
+    for ids in features["input_ids"]:
+        assert len(ids) <= 32 and ids[0] == tokenizer.cls_token_id and ids[-1] == tokenizer.sep_token_id
+    batch = pad_batch(features, tokenizer.pad_token_id, 0, len(features["input_ids"]))
+    with torch.no_grad():
+        logits = model(**batch).logits  # every window fits the model's positions
+    assert logits.shape == (counts[0], len(LABELS)) and torch.isfinite(logits).all()
+    assert torch.equal(pool_logits(logits, counts, "max")[0], logits.max(dim=0).values)
