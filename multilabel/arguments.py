@@ -17,15 +17,15 @@ from transformers import HfArgumentParser, TrainingArguments
 from multilabel.csv_files import DEFAULT_ENCODING
 from multilabel.errors import ArgumentError
 from multilabel.metric_names import BEST_METRIC
-from multilabel.metrics import (
+from multilabel.pair_encoding import TRUNCATION_STRATEGIES
+from multilabel.run_paths import resolve_run_paths
+from multilabel.schema import DEFAULT_TEXT_COLUMNS, LABEL_FORMATS, ColumnSpec
+from multilabel.threshold_strategies import (
     CV_FOLDS,
     DEFAULT_THRESHOLD_STRATEGY,
     SHRINK_POSITIVES,
     THRESHOLD_STRATEGIES,
 )
-from multilabel.pair_encoding import TRUNCATION_STRATEGIES
-from multilabel.run_paths import resolve_run_paths
-from multilabel.schema import DEFAULT_TEXT_COLUMNS, LABEL_FORMATS, ColumnSpec
 from multilabel.windows import DEFAULT_POOLING, POOLINGS
 
 

@@ -22,6 +22,18 @@ from sklearn.metrics import (
 )
 
 from multilabel import metric_names
+from multilabel.threshold_strategies import (
+    CANDIDATES,
+    CROSS_VALIDATED,
+    CV_FOLDS,
+    DEFAULT_THRESHOLD_STRATEGY,
+    FIXED,
+    GLOBAL,
+    PER_LABEL,
+    SHRINK_POSITIVES,
+    SHRUNK,
+    THRESHOLD_STRATEGIES,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -136,24 +148,8 @@ def tune_thresholds(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return np.array([best_f1_threshold(probs[:, j], labels[:, j]) for j in range(labels.shape[1])])
 
 
-# How the decision thresholds are chosen on the validation set (train.py --threshold_strategy).
-PER_LABEL = "per_label"  # each label's own F1-optimal threshold (overfits a label with few positives)
-GLOBAL = "global"  # one threshold for every label, the micro-F1-optimal one
-FIXED = "fixed"  # DEFAULT_THRESHOLD for every label, nothing tuned
-SHRUNK = "shrunk"  # per-label thresholds pulled toward the global one, the more the fewer positives
-CROSS_VALIDATED = "cv"  # whichever of CANDIDATES scores best on held-out folds of the validation set
-CANDIDATES = (FIXED, GLOBAL, SHRUNK, PER_LABEL)  # fewest fitted numbers first: ties go to the simpler
-THRESHOLD_STRATEGIES = (CROSS_VALIDATED, *CANDIDATES)
-# per_label until the seeds-and-folds benchmark says otherwise: SHRUNK gains micro-F1 but
-# costs a trained MiniLM 0.7 macro points (benchmarks/README.md, "Thresholds").
-DEFAULT_THRESHOLD_STRATEGY = PER_LABEL
-# Prior strength of SHRUNK, in validation positives: a label with this many positives gets
-# half its own threshold and half the global one; with 2, 2/5 of its own; with 30, 91 %.
-# 3 rather than 10 or 30: it costs the least macro-F1 (benchmarks/README.md, "Thresholds").
-SHRINK_POSITIVES = 3
-CV_FOLDS = 5
-# A label's threshold is flagged as untrustworthy with fewer validation positives than this.
-MIN_TRUSTED_POSITIVES = 10
+# The threshold strategies and their settings live in metric_names (standard library, so
+# that train.py's argument parser can name them without importing scikit-learn).
 
 
 def micro_macro_f1(truth: np.ndarray, decided: np.ndarray) -> dict[str, float]:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from multilabel import metrics
+from multilabel import metrics, threshold_strategies
 from multilabel.metric_names import per_label_key, split_prefix, split_results
 from multilabel.run_paths import SPLITS
 
@@ -148,7 +148,7 @@ def write_label_report(
     `label_report.png` (F1 before/after tuning).
 
     With `validation_support` (each label's validation positives), the table shows the
-    positives behind each threshold and flags those under `metrics.MIN_TRUSTED_POSITIVES`.
+    positives behind each threshold and flags those under `threshold_strategies.MIN_TRUSTED_POSITIVES`.
     """
     rows = label_table(evaluation, thresholds, label_names, validation_support)
     known = validation_support is not None
@@ -167,11 +167,15 @@ def write_label_report(
         for r in rows
     ]
     if known:
-        few = [str(r["label"]) for r in rows if r["validation_support"] < metrics.MIN_TRUSTED_POSITIVES]
+        few = [
+            str(r["label"])
+            for r in rows
+            if r["validation_support"] < threshold_strategies.MIN_TRUSTED_POSITIVES
+        ]
         lines += [
             "",
             f"Each threshold was chosen on the validation set; a label with fewer than "
-            f'{metrics.MIN_TRUSTED_POSITIVES} validation positives (marked "too few") has a threshold '
+            f'{threshold_strategies.MIN_TRUSTED_POSITIVES} validation positives (marked "too few") has a threshold '
             "that rests on a handful of examples and can land far from where it should: treat its "
             "decisions and scores as noise, and add validation rows carrying it. "
             + (f"Too few: {', '.join(few)}." if few else "Every label has enough."),
@@ -183,7 +187,9 @@ def write_label_report(
 
 
 def _positives_cell(positives: int) -> str:
-    return f"{positives} (too few)" if positives < metrics.MIN_TRUSTED_POSITIVES else str(positives)
+    return (
+        f"{positives} (too few)" if positives < threshold_strategies.MIN_TRUSTED_POSITIVES else str(positives)
+    )
 
 
 def _plot(path: Path, split: str, rows: list[dict]) -> None:

@@ -21,7 +21,7 @@ from transformers import (
     set_seed,
 )
 
-from multilabel import checkpoints, data, metric_names, metrics, reporting, staging
+from multilabel import checkpoints, data, metric_names, metrics, reporting, staging, threshold_strategies
 from multilabel.arguments import DataArguments, ModelArguments
 from multilabel.artifact import ClassifierConfig, copy_serving_code
 from multilabel.csv_files import list_csv_files
@@ -177,7 +177,7 @@ def evaluate_with_thresholds(
     trainer: Trainer,
     splits: Splits,
     label_names: Sequence[str],
-    threshold_strategy: str = metrics.DEFAULT_THRESHOLD_STRATEGY,
+    threshold_strategy: str = threshold_strategies.DEFAULT_THRESHOLD_STRATEGY,
     seed: int = 0,
 ) -> tuple[np.ndarray, dict[str, metrics.SplitEvaluation], metrics.ThresholdChoice]:
     """Choose thresholds on validation (`metrics.choose_thresholds`); metrics before and after, per split.
@@ -213,7 +213,7 @@ def log_threshold_choice(choice: metrics.ThresholdChoice, label_names: Sequence[
         logger.info(
             "thresholds: %d-fold cross-validation on validation chose '%s' (out-of-fold micro/macro-F1: %s); "
             "expected gain over per-label tuning: micro %+.4f, macro %+.4f",
-            metrics.CV_FOLDS,
+            threshold_strategies.CV_FOLDS,
             choice.applied,
             ", ".join(f"{s} {v['micro']:.4f}/{v['macro']:.4f}" for s, v in choice.cv_scores.items()),
             choice.expected_gain["micro"],
@@ -224,13 +224,13 @@ def log_threshold_choice(choice: metrics.ThresholdChoice, label_names: Sequence[
     few = [
         f"{n} ({int(p)})"
         for n, p in zip(label_names, choice.positives, strict=True)
-        if p < metrics.MIN_TRUSTED_POSITIVES
+        if p < threshold_strategies.MIN_TRUSTED_POSITIVES
     ]
     if few:
         logger.warning(
             "thresholds of %s rest on fewer than %d validation positives: noisy (see label_report.md)",
             ", ".join(few),
-            metrics.MIN_TRUSTED_POSITIVES,
+            threshold_strategies.MIN_TRUSTED_POSITIVES,
         )
 
 

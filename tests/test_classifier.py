@@ -80,7 +80,8 @@ def edit_config(model_dir: Path, **changes) -> None:
         ({"MULTILABEL_MAX_TOKENS": "1e4"}, r"MULTILABEL_MAX_TOKENS='1e4': expected a positive integer"),
         (
             {"MULTILABEL_MAX_TOKENS": "10"},
-            r"MULTILABEL_MAX_TOKENS=10: less than max_seq_length 64, so one long record could never be served",
+            r"MULTILABEL_MAX_TOKENS=10: less than the 64 tokens of one long record \(max_seq_length 64 x "
+            r"max_windows 1\), so one could never be served",
         ),
     ],
 )

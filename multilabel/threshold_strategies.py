@@ -1,0 +1,26 @@
+"""The names and settings of train.py's threshold strategies (`--threshold_strategy`).
+
+Standard library only: the argument parser names them without importing scikit-learn;
+`metrics.choose_thresholds` applies them.
+"""
+
+from __future__ import annotations
+
+# How the decision thresholds are chosen on the validation set (train.py --threshold_strategy).
+PER_LABEL = "per_label"  # each label's own F1-optimal threshold (overfits a label with few positives)
+GLOBAL = "global"  # one threshold for every label, the micro-F1-optimal one
+FIXED = "fixed"  # 0.5 (DEFAULT_THRESHOLD) for every label, nothing tuned
+SHRUNK = "shrunk"  # per-label thresholds pulled toward the global one, the more the fewer positives
+CROSS_VALIDATED = "cv"  # whichever of CANDIDATES scores best on held-out folds of the validation set
+CANDIDATES = (FIXED, GLOBAL, SHRUNK, PER_LABEL)  # fewest fitted numbers first: ties go to the simpler
+THRESHOLD_STRATEGIES = (CROSS_VALIDATED, *CANDIDATES)
+# per_label until the seeds-and-folds benchmark says otherwise: SHRUNK gains micro-F1 but
+# costs a trained MiniLM 0.7 macro points (benchmarks/README.md, "Thresholds").
+DEFAULT_THRESHOLD_STRATEGY = PER_LABEL
+# Prior strength of SHRUNK, in validation positives: a label with this many positives gets
+# half its own threshold and half the global one; with 2, 2/5 of its own; with 30, 91 %.
+# 3 rather than 10 or 30: it costs the least macro-F1 (benchmarks/README.md, "Thresholds").
+SHRINK_POSITIVES = 3
+CV_FOLDS = 5
+# A label's threshold is flagged as untrustworthy with fewer validation positives than this.
+MIN_TRUSTED_POSITIVES = 10
