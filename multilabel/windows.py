@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from transformers import PreTrainedTokenizerBase
@@ -72,10 +72,11 @@ class WindowStats:
     capped: int = 0  # records with text left after the last window allowed
     tokens: int = 0  # text tokens of the records (no special tokens)
     tokens_dropped: int = 0  # of them, in no window (past the cap, or a first text's cut)
-    per_record: list[int] = field(default_factory=list)
 
     def count(self, plan: WindowPlan) -> None:
         """Count one record's windows."""
+        self.records += 1
+        self.windows += len(plan.spans)
         self.tokens += plan.tokens
         self.tokens_dropped += plan.dropped
         self.capped += plan.past_cap > 0
@@ -85,7 +86,6 @@ class WindowStats:
         """Count `other`'s records in these totals."""
         for name in ("records", "windows", "multi_window", "capped", "tokens", "tokens_dropped"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
-        self.per_record += other.per_record
 
     def summary(self, max_length: int, max_windows: int) -> str:
         """One log line."""
@@ -197,7 +197,7 @@ def window_texts(
         raise ValueError(f"max_seq_length {max_length} leaves no room for text between the special tokens")
     a_ids, a_offsets = _tokens(tokenizer, texts)
     b_ids, b_offsets = _tokens(tokenizer, pairs) if paired else ([[]] * len(texts), [[]] * len(texts))
-    stats = WindowStats(records=len(texts))
+    stats = WindowStats()
     first, second, counts = [], [], []
     for i in range(len(texts)):
         plan = plan_windows(
@@ -205,9 +205,9 @@ def window_texts(
         )
         stats.count(plan)
         counts.append(len(plan.spans))
-        sliding = (a_offsets[i], texts[i]) if plan.slide_first else (b_offsets[i], pairs[i])
+        offsets, text = (a_offsets[i], texts[i]) if plan.slide_first else (b_offsets[i], pairs[i])
         for start, stop in plan.spans:
-            window = _char_span(sliding[0], start, stop, sliding[1])
+            window = _char_span(offsets, start, stop, text)
             if not paired:
                 first.append(window)
             elif plan.slide_first:
@@ -216,8 +216,6 @@ def window_texts(
             else:
                 first.append(_char_span(a_offsets[i], 0, plan.fixed, texts[i]))
                 second.append(window)
-    stats.windows = len(first)
-    stats.per_record = counts
     return WindowTexts(first, second if paired else None, counts, stats)
 
 
