@@ -3,7 +3,8 @@
 Random weights and inputs (no download): a roberta-base-sized config by default, or a
 tiny one (`--tiny`) that runs anywhere. Times forward + backward + optimizer steps with
 bf16 autocast (on GPUs that support it), fused AdamW, and optionally torch.compile.
-MFU = 6 x parameters x tokens/s over the device's peak dense bf16 FLOP/s (known GPUs only).
+MFU = 6 x parameters x tokens/s over the device's peak dense bf16 FLOP/s (known GPUs only);
+peak memory is the most the timed steps held allocated on the GPU.
 
     python benchmarks/gpu_readiness.py --batch-size 32 --seq-len 256 [--compile]
     python benchmarks/gpu_readiness.py --tiny --steps 3      (CPU smoke run)
@@ -87,6 +88,7 @@ def main() -> int:
         step()
     if device.type == "cuda":
         torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
     began = time.perf_counter()
     for _ in range(args.steps):
         step()
@@ -108,6 +110,9 @@ def main() -> int:
         "tokens_per_second": round(tokens_per_second),
         "tflops": round(achieved / 1e12, 2),
         "mfu": round(achieved / peak, 3) if peak else "n/a",
+        "peak_memory_gib": round(torch.cuda.max_memory_allocated() / 2**30, 1)
+        if device.type == "cuda"
+        else "n/a",
     }
     print_table([row], list(row))
     write_json(args.json, {"machine": machine(), "torch": torch.__version__, "result": row})

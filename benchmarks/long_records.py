@@ -27,20 +27,17 @@ REQUEST = 8  # records per request when timing the handler
 
 
 def configurations(sizes: list[int], reference: int, poolings: list[str], max_windows: int) -> list[dict]:
-    """The runs: the reference truncation, then per size truncation and windows (every
-    pooling at the first size, the first pooling at the others)."""
+    """The runs, most needed first: the reference truncation; per size, truncation and
+    windows with the first pooling; then the other poolings at the first size."""
+
+    def windows(size: int, pooling: str) -> dict:
+        args = [f"--max_windows={max_windows}", f"--window_pooling={pooling}"]
+        return {"name": f"windows {size} ({pooling})", "size": size, "args": args}
+
     runs = [{"name": f"truncate {reference}", "size": reference, "args": []}]
-    for k, size in enumerate(sizes):
-        runs.append({"name": f"truncate {size}", "size": size, "args": []})
-        for pooling in poolings if k == 0 else poolings[:1]:
-            runs.append(
-                {
-                    "name": f"windows {size} ({pooling})",
-                    "size": size,
-                    "args": [f"--max_windows={max_windows}", f"--window_pooling={pooling}"],
-                }
-            )
-    return runs
+    for size in sizes:
+        runs += [{"name": f"truncate {size}", "size": size, "args": []}, windows(size, poolings[0])]
+    return runs + [windows(sizes[0], pooling) for pooling in poolings[1:]]
 
 
 def test_records(data: Path) -> list[dict[str, str]]:
@@ -73,8 +70,8 @@ def longer_share(model: str, records: list[dict[str, str]], size: int) -> float:
     return sum(a + b > room for a, b in zip(first, second, strict=True)) / len(records)
 
 
-def run(config: dict, model: str, data: Path, work: Path, epochs: float, records: list) -> dict:
-    """One train.py run and the handler's time on the test records."""
+def run(config: dict, model: str, data: Path, work: Path, epochs: float, records: list, serve: bool) -> dict:
+    """One train.py run and (with `serve`) the handler's time on the test records."""
     out = work / config["name"].replace(" ", "-").replace("(", "").replace(")", "")
     results = run_train_py(
         model,
@@ -89,7 +86,7 @@ def run(config: dict, model: str, data: Path, work: Path, epochs: float, records
         "micro_f1": results["test_micro_f1"],
         "macro_f1": results["test_macro_f1"],
         "train_seconds": round(results["train_runtime"], 1),
-        "serve_seconds": round(serving_seconds(out / "model", records), 1),
+        "serve_seconds": round(serving_seconds(out / "model", records), 1) if serve else "n/a",
     }
 
 
@@ -99,12 +96,28 @@ def recovered(rows: list[dict], reference: dict) -> None:
     for row in rows:
         if not row["run"].startswith("windows"):
             continue
-        truncated = by_name[f"truncate {row['run'].split()[1]}"]
+        truncated = by_name.get(f"truncate {row['run'].split()[1]}")
+        if truncated is None:
+            continue
         for key in ("micro_f1", "macro_f1"):
             lost = reference[key] - truncated[key]
             row[f"recovered_{key.split('_')[0]}"] = (
                 round((row[key] - truncated[key]) / lost, 2) if lost > 0 else "no loss"
             )
+
+
+def report(rows: list[dict], runs: list[dict], shares: dict[int, float], args) -> None:
+    """Fill in the derived columns and write the JSON (after every run, so a stopped
+    benchmark keeps what it measured)."""
+    for row, config in zip(rows, runs, strict=False):
+        if config["size"] in shares:
+            row["longer_than_window"] = f"{shares[config['size']]:.1%}"
+    if rows:
+        recovered(rows, rows[0])
+    write_json(
+        args.json,
+        {"machine": machine(), "epochs": args.epochs, "max_windows": args.max_windows, "rows": rows},
+    )
 
 
 def main() -> int:
@@ -121,6 +134,17 @@ def main() -> int:
     parser.add_argument(
         "--smoke", action="store_true", help="60 rows a file and a tiny model, to check it runs"
     )
+    parser.add_argument(
+        "--no-serving",
+        action="store_true",
+        help="skip the handler timing (e.g. on a GPU, where the CPU endpoint's time is not measured)",
+    )
+    parser.add_argument(
+        "--deadline",
+        type=float,
+        help="seconds after which no further configuration starts (the table holds those that ran)",
+    )
+    parser.add_argument("--only", nargs="+", help="run only these configurations, by name")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--keep", type=Path, help="keep train.py's outputs in this directory")
     args = parser.parse_args()
@@ -135,17 +159,19 @@ def main() -> int:
         model = args.model or str(pretrained_encoder())
         records = test_records(data)
         runs = configurations(args.sizes, args.reference, args.poolings, args.max_windows)
-        rows = [run(config, model, data, work, args.epochs, records) for config in runs]
+        runs = [r for r in runs if not args.only or r["name"] in args.only]
+        began, rows = time.monotonic(), []
+        for config in runs:
+            if args.deadline and time.monotonic() - began > args.deadline:
+                print(f"deadline passed: {len(runs) - len(rows)} configuration(s) not run", flush=True)
+                break
+            rows.append(run(config, model, data, work, args.epochs, records, not args.no_serving))
+            print(f"{time.monotonic() - began:.0f} s: {rows[-1]}", flush=True)
+            report(rows, runs, {}, args)
         shares = {size: longer_share(model, records, size) for size in [*args.sizes, args.reference]}
-    for row, config in zip(rows, runs, strict=True):
-        row["longer_than_window"] = f"{shares[config['size']]:.1%}"
-    recovered(rows, rows[0])
+    report(rows, runs, shares, args)
     columns = ["run", "longer_than_window", "micro_f1", "macro_f1", "train_seconds", "serve_seconds"]
     print_table(rows, [*columns, "recovered_micro", "recovered_macro"])
-    write_json(
-        args.json,
-        {"machine": machine(), "epochs": args.epochs, "max_windows": args.max_windows, "rows": rows},
-    )
     return 0
 
 

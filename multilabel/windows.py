@@ -34,7 +34,7 @@ from multilabel.artifact import ClassifierConfig
 from multilabel.pair_encoding import MODEL_INPUTS, pad_batch
 
 POOLINGS = ("max", "mean", "logsumexp")
-DEFAULT_POOLING = "max"
+DEFAULT_POOLING = "mean"  # measured: benchmarks/README.md, "Long records"
 WINDOW_COUNTS = "window_counts"  # the collator's per-record window counts, read by the trainer
 
 

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# The GPU checks, as one prepared run on a lent GPU machine (see benchmarks/README.md,
+# "GPU readiness"). Run from the repository root with OUT set to a results folder:
+#   - gpu_readiness.py: a roberta-base-shaped classifier, bf16, throughput, MFU, peak memory;
+#   - one real train.py run of a roberta-base-shaped model (random weights, a tokenizer
+#     trained on the data) for 1 epoch, bf16 chosen by train.py itself;
+#   - long_records.py with the pretrained MiniLM at train.py's 5 epochs (quality and
+#     training time; serving time is measured on the CPU machine), until DEADLINE seconds.
+# Pinned packages the machine lacks travel as wheels in .whl/, MiniLM as fp16 in .gpu/minilm.
+set -u
+OUT=${OUT:?set OUT}
+DEADLINE=${DEADLINE:-420}
+export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1
+if [ -d .whl ]; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+        --target /tmp/site .whl/*.whl || exit 1
+    export PYTHONPATH=/tmp/site
+    # datasets 4.1.0 imports torchvision.io.VideoReader whenever torchvision is loaded;
+    # the machine's newer torchvision has none (the training container's matches).
+    sed -i 's/config.TORCHVISION_AVAILABLE and "torchvision" in sys.modules/False/' \
+        /tmp/site/datasets/formatting/*_formatter.py
+fi
+export PYTHONPATH=${PYTHONPATH:+$PYTHONPATH:}$PWD
+began=$(date +%s)
+step() { echo "=== $(( $(date +%s) - began )) s: $*"; }
+
+step machine
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+python3 -c "import sys, torch, transformers, datasets, accelerate; print(sys.version.split()[0], 'torch', torch.__version__, 'transformers', transformers.__version__, 'datasets', datasets.__version__, 'accelerate', accelerate.__version__)"
+
+step "gpu_readiness: roberta-base shape, bf16"
+python3 benchmarks/gpu_readiness.py --batch-size 32 --seq-len 256 --json "$OUT/readiness-b32-s256.json"
+python3 benchmarks/gpu_readiness.py --batch-size 64 --seq-len 512 --json "$OUT/readiness-b64-s512.json"
+
+step "train.py: roberta-base shape, 1 epoch on debian-tags"
+python3 - <<'PY'
+from pathlib import Path
+from transformers import AutoTokenizer, RobertaForMaskedLM
+from benchmarks.common import DEBIAN_TAGS
+from multilabel.tiny_model import build_tiny_roberta, roberta_base_config
+out = build_tiny_roberta(Path("/tmp/roberta-base-shape"), [DEBIAN_TAGS / "train.csv"], vocab_size=8000, max_positions=514)
+tokenizer = AutoTokenizer.from_pretrained(out)
+config = roberta_base_config()
+config.update({"vocab_size": len(tokenizer), "pad_token_id": tokenizer.pad_token_id,
+               "bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id})
+RobertaForMaskedLM(config).save_pretrained(out)
+PY
+D=outputs/debian-tags
+t0=$SECONDS; python3 train.py --model_name_or_path /tmp/roberta-base-shape \
+    --train_file $D/train.csv --validation_file $D/validation.csv --test_file $D/test.csv \
+    --model_dir /tmp/rb/model --output_data_dir /tmp/rb/data --output_dir /tmp/rb/checkpoints \
+    --num_train_epochs 1 > "$OUT/train-roberta-base-shape.log" 2>&1
+echo "train.py exit $?, $(( SECONDS - t0 )) s wall"; tail -25 "$OUT/train-roberta-base-shape.log"
+cp /tmp/rb/data/all_results.json "$OUT/train-roberta-base-shape.json" 2>/dev/null
+
+step "long_records: MiniLM, 5 epochs"
+python3 benchmarks/long_records.py --model .gpu/minilm --no-serving --deadline "$DEADLINE" \
+    --poolings max mean logsumexp --keep /tmp/lr --json "$OUT/long_records.json"
+tar czf "$OUT/long_records_logs.tgz" -C /tmp/lr --exclude=model --exclude=checkpoints --exclude=data-subset . 2>/dev/null
+step done
