@@ -20,6 +20,7 @@ from multilabel.metric_names import BEST_METRIC
 from multilabel.pair_encoding import TRUNCATION_STRATEGIES
 from multilabel.run_paths import resolve_run_paths
 from multilabel.schema import DEFAULT_TEXT_COLUMNS, LABEL_FORMATS, ColumnSpec
+from multilabel.tfidf import HYBRIDS
 from multilabel.threshold_strategies import (
     CV_FOLDS,
     DEFAULT_THRESHOLD_STRATEGY,
@@ -68,6 +69,15 @@ class ModelArguments:
             "help": "'auto': bf16 on GPUs that support it, else fp16, with TF32 matmuls; "
             "fp32 on CPU. 'no': always fp32. An explicit --bf16/--fp16 wins.",
             "choices": ["auto", "no"],
+        },
+    )
+    hybrid: str = field(
+        default="none",
+        metadata={
+            "help": "'tfidf': blend the encoder's probabilities with a TF-IDF + logistic "
+            "regression model fitted on the same training rows, the weight and thresholds "
+            "chosen on validation; saved in the model directory and served with numpy.",
+            "choices": list(HYBRIDS),
         },
     )
 

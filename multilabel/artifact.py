@@ -22,6 +22,7 @@ logger = logging.getLogger(__name__)
 
 CLASSIFIER_CONFIG = "classifier_config.json"
 HANDLER = "inference.py"
+TFIDF_FILE = "tfidf.npz"  # the TF-IDF half of a hybrid model (multilabel.tfidf)
 
 
 @dataclass(frozen=True)
@@ -40,12 +41,15 @@ class ClassifierConfig:
     # record, their logits pooled. 1 (and configs written before windows): truncation.
     max_windows: int = 1
     window_overlap: int = 0
-    window_pooling: str = "max"
+    window_pooling: str = "mean"  # windows.DEFAULT_POOLING
     # How train.py chose the thresholds (metrics.ThresholdChoice.record): the strategy asked
     # for and applied, the global threshold, each label's validation positives and, with
     # cross-validation, each candidate's out-of-fold F1. A record only: the endpoint does not
     # use it. None in configs written before it was saved.
     threshold_selection: dict | None = None
+    # With `train.py --hybrid tfidf`: the encoder's share of each probability, the rest
+    # from the TF-IDF model in tfidf.npz (multilabel.tfidf). None: the encoder alone.
+    hybrid_weight: float | None = None
 
     # pair_encoding.TRUNCATION_STRATEGIES, repeated because this module is standard library only
     # (tests/test_artifact.py pins that the two agree).
@@ -121,6 +125,11 @@ class ClassifierConfig:
             problems.append(
                 f"window_pooling: expected one of {list(self.POOLINGS)}, found {self.window_pooling!r}"
             )
+        weight = self.hybrid_weight
+        if weight is not None and (
+            isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 <= weight <= 1
+        ):
+            problems.append(f"hybrid_weight: expected a number from 0 to 1, or null; found {weight!r}")
         selection = self.threshold_selection
         if selection is not None and not (
             isinstance(selection, dict) and isinstance(selection.get("applied"), str)
@@ -336,6 +345,16 @@ def check_model_archive(archive: str | Path) -> list[str]:
         raise ArtifactError(f"{archive}: not a readable gzip-compressed tar archive ({err})") from None
 
 
+def _hybrid_weight(config_bytes: bytes) -> float | None:
+    """A packed classifier_config.json's hybrid_weight (None when absent or unreadable:
+    the endpoint's start-up check reports a bad config in full)."""
+    try:
+        data = json.loads(config_bytes.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return data.get("hybrid_weight") if isinstance(data, dict) else None
+
+
 def _archive_problems(tar: tarfile.TarFile) -> list[str]:
     all_members = tar.getmembers()
     problems = [p for p in map(_unsafe_member, all_members) if p]
@@ -355,6 +374,11 @@ def _archive_problems(tar: tarfile.TarFile) -> list[str]:
         problems.append("no tokenizer (tokenizer_config.json and tokenizer.json or vocabulary files)")
     if CLASSIFIER_CONFIG not in members:
         problems.append(f"no {CLASSIFIER_CONFIG} (thresholds and text columns written by train.py)")
+    elif (
+        TFIDF_FILE not in members
+        and _hybrid_weight(tar.extractfile(members[CLASSIFIER_CONFIG]).read()) is not None
+    ):
+        problems.append(f"no {TFIDF_FILE}: {CLASSIFIER_CONFIG} blends a TF-IDF model (hybrid_weight)")
     if f"code/{HANDLER}" not in members:
         problems.append(f"no code/{HANDLER}: the endpoint would fall back to the default pipeline")
     else:

@@ -48,6 +48,7 @@ from multilabel.request_codec import (
     parse_options,
 )
 from multilabel.runtime import RuntimeSettings
+from multilabel.tfidf import TFIDF_FILE, TfidfModel, blend, record_text
 from multilabel.windows import WindowSettings, encode_windows, pool_logits
 
 logger = logging.getLogger(__name__)
@@ -83,6 +84,27 @@ def default_max_tokens(model: torch.nn.Module, device_type: str, record_tokens: 
     return max(record_tokens, 64 * round(scaled / 64))
 
 
+def load_tfidf(
+    model_dir: str | Path, config: ClassifierConfig | None, num_labels: int
+) -> tuple[TfidfModel | None, str | None]:
+    """The TF-IDF half of a hybrid model (None otherwise), or why it cannot be used."""
+    if config is None or config.hybrid_weight is None:
+        return None, None
+    try:
+        tfidf = TfidfModel.load(model_dir)
+    except (OSError, KeyError, ValueError) as err:
+        return (
+            None,
+            f"{TFIDF_FILE}: classifier_config.json has a hybrid_weight but {TFIDF_FILE} cannot be read ({err})",
+        )
+    if tfidf.num_labels != num_labels or tfidf.coef.shape != (num_labels, len(tfidf.terms)):
+        return None, (
+            f"{TFIDF_FILE}: {tfidf.num_labels} labels and {len(tfidf.terms)} terms with coefficients "
+            f"{tfidf.coef.shape}; the model has {num_labels} labels"
+        )
+    return tfidf, None
+
+
 @dataclass
 class Classifier:
     """A loaded model directory: model, tokenizer, label names and serving config."""
@@ -94,6 +116,7 @@ class Classifier:
     device: torch.device
     batch_size: int = DEFAULT_BATCH_SIZE["cpu"]
     max_tokens: int = REFERENCE_MAX_TOKENS
+    tfidf: TfidfModel | None = None  # the TF-IDF half of a hybrid model (`hybrid_weight`)
 
     @classmethod
     def load(cls, model_dir: str | Path, device: str | torch.device | None = None) -> Classifier:
@@ -139,6 +162,9 @@ class Classifier:
                     f"long record (max_seq_length {config.max_seq_length} x max_windows "
                     f"{config.max_windows}), so one could never be served; raise it"
                 )
+        tfidf, tfidf_problem = load_tfidf(model_dir, config, len(names))
+        if tfidf_problem:
+            problems.append(tfidf_problem)
         if problems:
             raise DeploymentError(
                 f"cannot serve {model_dir}: {len(problems)} problem(s)\n"
@@ -158,7 +184,14 @@ class Classifier:
         model = runtime.apply(model, model_dir)
         logger.info("loaded %s: %d labels on %s, settings %s", model_dir, len(names), device, settings)
         return cls(
-            model, tokenizer, config, names, device, settings[BATCH_SIZE_ENV], settings[MAX_TOKENS_ENV]
+            model,
+            tokenizer,
+            config,
+            names,
+            device,
+            settings[BATCH_SIZE_ENV],
+            settings[MAX_TOKENS_ENV],
+            tfidf,
         )
 
     @property
@@ -221,7 +254,12 @@ class Classifier:
                 logits[order[start:stop]] = output.float().cpu()
             if counts is not None:
                 logits = pool_logits(logits, counts, self.windows.pooling)
-        return torch.sigmoid(logits)
+        probs = torch.sigmoid(logits)
+        if self.tfidf is None:
+            return probs
+        texts = [record_text(r, self.config.text_columns) for r in records]
+        mixed = blend(probs.numpy(), self.tfidf.probabilities(texts), self.config.hybrid_weight)
+        return torch.from_numpy(mixed).float()
 
     def clip_pairs(self, firsts: Sequence[str], seconds: Sequence[str]) -> tuple[list[str], list[str]]:
         """The pairs with each long text cut a few tokens past what the model can keep of it.

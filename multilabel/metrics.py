@@ -22,6 +22,7 @@ from sklearn.metrics import (
 )
 
 from multilabel import metric_names
+from multilabel.tfidf import blend
 from multilabel.threshold_strategies import (
     CANDIDATES,
     CROSS_VALIDATED,
@@ -148,7 +149,7 @@ def tune_thresholds(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return np.array([best_f1_threshold(probs[:, j], labels[:, j]) for j in range(labels.shape[1])])
 
 
-# The threshold strategies and their settings live in metric_names (standard library, so
+# The threshold strategies and their settings live in threshold_strategies (standard library, so
 # that train.py's argument parser can name them without importing scikit-learn).
 
 
@@ -322,3 +323,33 @@ def choose_thresholds(
         cv_scores=cv_scores,
         expected_gain=gain,
     )
+
+
+BLEND_WEIGHTS = tuple(round(w, 2) for w in np.linspace(0.0, 1.0, 11))
+
+
+def choose_blend_weight(
+    encoder: np.ndarray,
+    other: np.ndarray,
+    labels: np.ndarray,
+    strategy: str = DEFAULT_THRESHOLD_STRATEGY,
+    seed: int = 0,
+) -> tuple[float, dict[float, float]]:
+    """The encoder's share in a blend with another model's probabilities (`tfidf.blend`).
+
+    Each weight of BLEND_WEIGHTS is scored out of fold on the validation set: the mean of
+    micro- and macro-F1 of held-out decisions whose thresholds the strategy fitted on the
+    other folds (per-label tuning's for 'cv'), so the weight is not chosen by thresholds
+    fitted on the rows that score it. Ties go to the larger encoder share. Returns the
+    weight and every weight's score.
+    """
+    candidate = strategy if strategy in CANDIDATES else PER_LABEL
+    folds = min(CV_FOLDS, len(labels))
+    scores = {}
+    for weight in BLEND_WEIGHTS:
+        blended = blend(encoder, other, weight)
+        if folds < 2:
+            scores[weight] = cv_criterion(micro_macro_f1(labels, decide(blended, DEFAULT_THRESHOLD)))
+        else:
+            scores[weight] = cv_criterion(cross_validated_scores(blended, labels, folds, seed)[candidate])
+    return max(BLEND_WEIGHTS, key=lambda w: (scores[w], w)), scores

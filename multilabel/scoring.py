@@ -26,7 +26,7 @@ from datasets import Dataset
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, Trainer, TrainingArguments
 from transformers.trainer_utils import IntervalStrategy
 
-from multilabel import data, metric_names, metrics, reporting, staging, training
+from multilabel import data, metric_names, metrics, reporting, staging, tfidf, training
 from multilabel.arguments import DataArguments, ModelArguments
 from multilabel.artifact import CLASSIFIER_CONFIG, ClassifierConfig
 from multilabel.csv_files import list_csv_files, read_header
@@ -83,6 +83,8 @@ def read_trained_model(path: str) -> TrainedModel:
     except (FileNotFoundError, ValueError) as err:
         raise ModelDirError(f"{need}; {err}") from None
     problems = config.problems(names)
+    if config.hybrid_weight is not None and not (root / tfidf.TFIDF_FILE).is_file():
+        problems.append(f"{tfidf.TFIDF_FILE} is missing, and {CLASSIFIER_CONFIG} has a hybrid_weight")
     if problems:
         raise ModelDirError(f"{need}; " + "; ".join(problems))
     return TrainedModel(root, config, names)
@@ -196,6 +198,20 @@ def probabilities(trainer: Trainer, dataset: Dataset) -> np.ndarray:
     return metrics.sigmoid(predict_rows(trainer, dataset).predictions)
 
 
+def blend_with_saved_tfidf(
+    model: TrainedModel, probs: dict[str, np.ndarray], raw: dict[str, Dataset], spec: ColumnSpec
+) -> dict[str, np.ndarray]:
+    """A hybrid model's probabilities: the encoder's blended with its saved TF-IDF model's."""
+    tfidf_model = tfidf.TfidfModel.load(model.path)
+    weight = model.config.hybrid_weight
+    return {
+        split: tfidf.blend(
+            p, tfidf_model.probabilities(tfidf.column_texts(raw[split], spec.text_columns)), weight
+        )
+        for split, p in probs.items()
+    }
+
+
 def chosen_files(data_args: DataArguments, training_args: TrainingArguments) -> dict[str, str]:
     """The validation file (scored when given) and, with --do_predict, the test file."""
     files = training.resolve_data_files(data_args, resolve_run_paths())
@@ -273,6 +289,8 @@ def run(
             probs = {split: probabilities(trainer, dataset) for split, dataset in tokenised.items()}
         finally:
             training_args.output_dir, training_args.eval_strategy = saved
+    if saved_config.hybrid_weight is not None:
+        probs = blend_with_saved_tfidf(model, probs, raw, spec)
     evaluations = {
         split: metrics.evaluate_split(p, data.label_matrix(tokenised[split]), thresholds, model.label_names)
         for split, p in probs.items()

@@ -21,7 +21,16 @@ from transformers import (
     set_seed,
 )
 
-from multilabel import checkpoints, data, metric_names, metrics, reporting, staging, threshold_strategies
+from multilabel import (
+    checkpoints,
+    data,
+    metric_names,
+    metrics,
+    reporting,
+    staging,
+    tfidf,
+    threshold_strategies,
+)
 from multilabel.arguments import DataArguments, ModelArguments
 from multilabel.artifact import ClassifierConfig, copy_serving_code
 from multilabel.csv_files import list_csv_files
@@ -173,25 +182,67 @@ def window_settings(data_args: DataArguments, max_length: int) -> WindowSettings
     return WindowSettings(data_args.max_windows, min(overlap, max_length // 2 - 1), data_args.window_pooling)
 
 
+def fit_tfidf(raw: Mapping[str, Dataset], spec: ColumnSpec, train_labels: np.ndarray) -> tfidf.TfidfModel:
+    """The TF-IDF half of a hybrid model (`--hybrid tfidf`), fitted on the training rows."""
+    model = tfidf.fit(tfidf.column_texts(raw["train"], spec.text_columns), train_labels)
+    logger.info(
+        "hybrid: TF-IDF + logistic regression fitted on %d training rows, %d terms",
+        len(train_labels),
+        len(model.terms),
+    )
+    return model
+
+
+def blend_with_tfidf(
+    predicted: dict[str, tuple[np.ndarray, np.ndarray]],
+    texts: Mapping[str, list[str]],
+    model: tfidf.TfidfModel,
+    threshold_strategy: str,
+    seed: int,
+) -> float:
+    """Blend each split's encoder probabilities (in place) with the TF-IDF model's, at the
+    weight that scores best out of fold on validation (`metrics.choose_blend_weight`)."""
+    other = {split: model.probabilities(texts[split]) for split in predicted}
+    encoder, labels = predicted["validation"]
+    weight, scores = metrics.choose_blend_weight(
+        encoder, other["validation"], labels, threshold_strategy, seed
+    )
+    logger.info(
+        "hybrid: encoder weight %.1f chosen on validation (out-of-fold mean of micro/macro-F1: "
+        "encoder alone %.4f, TF-IDF alone %.4f, blend %.4f)",
+        weight,
+        scores[1.0],
+        scores[0.0],
+        scores[weight],
+    )
+    for split, (probs, split_labels) in predicted.items():
+        predicted[split] = (tfidf.blend(probs, other[split], weight), split_labels)
+    return weight
+
+
 def evaluate_with_thresholds(
     trainer: Trainer,
     splits: Splits,
     label_names: Sequence[str],
     threshold_strategy: str = threshold_strategies.DEFAULT_THRESHOLD_STRATEGY,
     seed: int = 0,
-) -> tuple[np.ndarray, dict[str, metrics.SplitEvaluation], metrics.ThresholdChoice]:
+    hybrid: tuple[tfidf.TfidfModel, Mapping[str, list[str]]] | None = None,
+) -> tuple[np.ndarray, dict[str, metrics.SplitEvaluation], metrics.ThresholdChoice, float | None]:
     """Choose thresholds on validation (`metrics.choose_thresholds`); metrics before and after, per split.
 
-    Returns the thresholds (in label order), each evaluated split's probabilities, labels
-    and metrics (validation, then test when a test set exists), and how the thresholds
-    were chosen.
+    With `hybrid` (the TF-IDF model and each split's record texts), the probabilities are
+    first blended with the TF-IDF model's (`blend_with_tfidf`). Returns the thresholds (in
+    label order), each evaluated split's probabilities, labels and metrics (validation,
+    then test when a test set exists), how the thresholds were chosen, and the blend's
+    encoder weight (None without `hybrid`).
     """
     predicted = {"validation": predict_in_order(trainer, splits.validation)}
+    if splits.test is not None:
+        predicted["test"] = predict_in_order(trainer, splits.test)
+    weight = blend_with_tfidf(predicted, hybrid[1], hybrid[0], threshold_strategy, seed) if hybrid else None
     choice = metrics.choose_thresholds(*predicted["validation"], strategy=threshold_strategy, seed=seed)
     thresholds = choice.thresholds
     log_threshold_choice(choice, label_names)
-    if splits.test is not None:
-        predicted["test"] = predict_in_order(trainer, splits.test)
     evaluations = {}
     for split, (probs, labels) in predicted.items():
         evaluation = evaluations[split] = metrics.evaluate_split(probs, labels, thresholds, label_names)
@@ -204,7 +255,7 @@ def evaluate_with_thresholds(
             before["macro_f1"],
             after["macro_f1"],
         )
-    return thresholds, evaluations, choice
+    return thresholds, evaluations, choice, weight
 
 
 def log_threshold_choice(choice: metrics.ThresholdChoice, label_names: Sequence[str]) -> None:
@@ -239,11 +290,15 @@ def save_model_dir(
     tokenizer: PreTrainedTokenizerBase,
     model_dir: Path,
     classifier_config: ClassifierConfig,
+    tfidf_model: tfidf.TfidfModel | None = None,
 ) -> None:
-    """The deployable model directory: weights, tokenizer, classifier config, code/."""
+    """The deployable model directory: weights, tokenizer, classifier config, code/
+    (and tfidf.npz for a hybrid model)."""
     trainer.model.save_pretrained(model_dir, safe_serialization=True)
     tokenizer.save_pretrained(model_dir)
     classifier_config.save(model_dir)
+    if tfidf_model is not None:
+        tfidf_model.save(model_dir)
     copy_serving_code(model_dir)
 
 
@@ -303,8 +358,17 @@ def run(
 
     train_result = trainer.train(resume_from_checkpoint=resume)
 
-    thresholds, evaluations, threshold_choice = evaluate_with_thresholds(
-        trainer, splits, schema.label_names, data_args.threshold_strategy, training_args.seed
+    hybrid = None
+    if model_args.hybrid == "tfidf":
+        tfidf_model = fit_tfidf(raw, spec, data.label_matrix(splits.train))
+        texts = {
+            split: tfidf.column_texts(raw[split], spec.text_columns)
+            for split in ("validation", "test")
+            if split in raw
+        }
+        hybrid = (tfidf_model, texts)
+    thresholds, evaluations, threshold_choice, hybrid_weight = evaluate_with_thresholds(
+        trainer, splits, schema.label_names, data_args.threshold_strategy, training_args.seed, hybrid
     )
     results = reporting.run_results(train_result.metrics, evaluations)
     all_metrics = {k: v for values in results.values() for k, v in values.items()}
@@ -322,11 +386,14 @@ def run(
             window_overlap=windows.overlap,
             window_pooling=windows.pooling,
             threshold_selection=threshold_choice.record(schema.label_names),
+            hybrid_weight=hybrid_weight,
         )
         staging.publish(
             model_dir,
             output_data_dir,
-            write_model=lambda folder: save_model_dir(trainer, tokenizer, folder, classifier_config),
+            write_model=lambda folder: save_model_dir(
+                trainer, tokenizer, folder, classifier_config, hybrid[0] if hybrid else None
+            ),
             write_data=lambda folder: reporting.write_results(
                 folder, results, evaluations, thresholds, schema.label_names, lengths.lines
             ),

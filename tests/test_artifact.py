@@ -24,7 +24,7 @@ from multilabel.artifact import (
     pack_model,
 )
 from multilabel.pair_encoding import TRUNCATION_STRATEGIES
-from multilabel.windows import POOLINGS
+from multilabel.windows import DEFAULT_POOLING, POOLINGS
 from tests.conftest import SageMakerRun
 from tests.helpers import ROOT, files_under
 
@@ -40,6 +40,7 @@ SERVING_CODE = {
     "multilabel/windows.py",  # long records: windows and pooling
     "multilabel/artifact.py",  # ClassifierConfig
     "multilabel/job_source.py",  # imported by artifact
+    "multilabel/tfidf.py",  # the TF-IDF half of a hybrid model (numpy)
 }
 
 
@@ -54,6 +55,7 @@ def test_classifier_config_problems() -> None:
     assert good.problems(labels) == []
     assert ClassifierConfig.TRUNCATIONS == TRUNCATION_STRATEGIES
     assert ClassifierConfig.POOLINGS == POOLINGS
+    assert good.window_pooling == DEFAULT_POOLING  # a config without windows reads like train.py
     bad = ClassifierConfig(("t1", ""), {"a": 1.5, "c": 0.5}, 0, "only_third")
     assert bad.problems(labels) == [
         "classifier_config.json: text_columns: expected 1 or 2 distinct non-empty names, found ('t1', '')",
@@ -366,7 +368,7 @@ def test_window_settings_are_checked_and_old_configs_read_as_truncation(tmp_path
     old = {"text_columns": ["t"], "thresholds": {"a": 0.5}, "max_seq_length": 64}
     (tmp_path / "classifier_config.json").write_text(json.dumps(old), encoding="utf-8")
     loaded = ClassifierConfig.load(tmp_path)
-    assert (loaded.max_windows, loaded.window_overlap, loaded.window_pooling) == (1, 0, "max")
+    assert (loaded.max_windows, loaded.window_overlap, loaded.window_pooling) == (1, 0, "mean")
     assert loaded.problems(labels) == []
     bad = ClassifierConfig(("t",), {"a": 0.5}, 64, max_windows=0, window_overlap=-1, window_pooling="sum")
     assert bad.problems(labels) == [

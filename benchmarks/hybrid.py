@@ -1,0 +1,97 @@
+"""The hybrid (`train.py --hybrid tfidf`) on debian-tags, from runs train.py already made.
+
+A run's `validation_predictions.csv` and `test_predictions.csv` hold its encoder's
+probabilities per record; this script fits the TF-IDF model on the training rows once
+(`multilabel.tfidf.fit`, as train.py does), then for each run scores on the test set, with
+thresholds chosen on validation by train.py's default strategy (`metrics.choose_thresholds`):
+the encoder alone, TF-IDF alone, and their blend at the weight train.py would choose
+(`metrics.choose_blend_weight`). The same functions as train.py's, without retraining the
+encoder; mean and spread over the runs at the end.
+
+    python benchmarks/hybrid.py outputs/gpu/*/ --json outputs/hybrid.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import statistics
+import sys
+from pathlib import Path
+
+import numpy as np
+from common import DEBIAN_TAGS, machine, print_table, write_json
+from quality import read
+
+from multilabel import metrics, tfidf
+
+LABELS = [f"label{i}" for i in range(1, 11)]
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+def encoder_probabilities(run: Path, name: str) -> np.ndarray:
+    rows = read_rows(run / "data" / f"{name}_predictions.csv")
+    return np.array([[float(r[f"prob_{n}"]) for n in LABELS] for r in rows])
+
+
+def scored(validation: np.ndarray, test: np.ndarray, labels: dict[str, np.ndarray]) -> dict[str, float]:
+    """Test micro/macro-F1 at thresholds chosen on validation (train.py's default strategy)."""
+    thresholds = metrics.choose_thresholds(validation, labels["validation"]).thresholds
+    f1 = metrics.micro_macro_f1(labels["test"], metrics.decide(test, thresholds))
+    return {"micro_f1": f1["micro"], "macro_f1": f1["macro"]}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "runs", type=Path, nargs="+", help="train.py run folders (with data/*_predictions.csv)"
+    )
+    parser.add_argument("--data", type=Path, default=DEBIAN_TAGS, help="the runs' train/validation/test CSVs")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    texts, labels = {}, {}
+    for name in ("train", "validation", "test"):
+        texts[name], rows = read(args.data / f"{name}.csv")  # records as train.py's TF-IDF reads them
+        labels[name] = np.array(rows)
+    model = tfidf.fit(texts["train"], labels["train"])
+    other = {name: model.probabilities(texts[name]) for name in ("validation", "test")}
+    at_half = metrics.micro_macro_f1(labels["test"], metrics.decide(other["test"], 0.5))
+    rows = [
+        {
+            "run": "TF-IDF at 0.5 (benchmarks/quality.py's baseline)",
+            "micro_f1": at_half["micro"],
+            "macro_f1": at_half["macro"],
+        },
+        {"run": "TF-IDF, tuned thresholds", **scored(other["validation"], other["test"], labels)},
+    ]
+    for run in args.runs:
+        encoder = {name: encoder_probabilities(run, name) for name in ("validation", "test")}
+        weight, _ = metrics.choose_blend_weight(
+            encoder["validation"], other["validation"], labels["validation"]
+        )
+        blended = {name: tfidf.blend(encoder[name], other[name], weight) for name in encoder}
+        rows.append({"run": f"{run.name}: encoder", **scored(encoder["validation"], encoder["test"], labels)})
+        rows.append(
+            {
+                "run": f"{run.name}: hybrid",
+                "weight": weight,
+                **scored(blended["validation"], blended["test"], labels),
+            }
+        )
+    for kind in ("encoder", "hybrid"):
+        chosen = [r for r in rows if r["run"].endswith(f": {kind}")]
+        for key in ("micro_f1", "macro_f1"):
+            values = [r[key] for r in chosen]
+            spread = statistics.stdev(values) if len(values) > 1 else 0.0
+            print(f"{kind}: {key} mean {statistics.mean(values):.4f} +- {spread:.4f} over {len(values)} runs")
+    print_table(rows, ["run", "weight", "micro_f1", "macro_f1"])
+    write_json(args.json, {"machine": machine(), "terms": len(model.terms), "rows": rows})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

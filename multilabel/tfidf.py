@@ -1,0 +1,145 @@
+"""The optional TF-IDF half of a hybrid model (`train.py --hybrid tfidf`), served with numpy.
+
+Word 1-2-gram TF-IDF (sublinear term frequency, terms in at least 2 training records) and
+one logistic regression per label (class_weight "balanced"), fitted by scikit-learn on the
+training rows. The endpoint has no scikit-learn, so the fitted model is exported to
+`tfidf.npz` in the model directory (terms, idf, coefficients, intercepts) and scored here
+with numpy alone, exactly as scikit-learn scores it (tests/test_tfidf.py compares the two
+on real rows). `analyse` turns a text into terms for both: training hands it to
+scikit-learn as the analyser, so training and serving read text through one function.
+
+A record's text is its text columns joined by a newline; its hybrid probability is
+`weight * encoder + (1 - weight) * tfidf`, with the weight chosen on validation and saved
+in `classifier_config.json` (`hybrid_weight`).
+
+Standard library and numpy only at import time: this module travels in the endpoint's `code/`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from itertools import pairwise
+from pathlib import Path
+
+import numpy as np
+
+from multilabel.artifact import TFIDF_FILE
+
+HYBRIDS = ("none", "tfidf")
+MIN_DF = 2  # a term must appear in this many training records
+# scikit-learn's default token pattern: words of two or more word characters.
+_WORD = re.compile(r"(?u)\b\w\w+\b")
+
+
+def analyse(text: str) -> list[str]:
+    """The text's terms: lower-cased words and each pair of consecutive words."""
+    words = _WORD.findall(text.lower())
+    return words + [f"{a} {b}" for a, b in pairwise(words)]
+
+
+def record_text(record: Mapping[str, str], columns: Sequence[str]) -> str:
+    """The text the TF-IDF model reads from a record: its text columns, joined by a newline."""
+    return "\n".join(record.get(column, "") or "" for column in columns)
+
+
+def column_texts(columns: Mapping[str, Sequence[str]], names: Sequence[str]) -> list[str]:
+    """`record_text` for column-wise data (a `datasets.Dataset` split, a dict of lists)."""
+    values = [columns[name] for name in names]
+    return ["\n".join(v or "" for v in row) for row in zip(*values, strict=True)]
+
+
+def blend(encoder: np.ndarray, tfidf: np.ndarray, weight: float) -> np.ndarray:
+    """The hybrid probabilities: `weight` of the encoder's, the rest TF-IDF's."""
+    return weight * np.asarray(encoder, dtype=np.float64) + (1.0 - weight) * tfidf
+
+
+@dataclass
+class TfidfModel:
+    """A fitted TF-IDF + per-label logistic regression, as arrays."""
+
+    terms: list[str]
+    idf: np.ndarray  # (terms,)
+    coef: np.ndarray  # (labels, terms)
+    intercept: np.ndarray  # (labels,)
+
+    def __post_init__(self) -> None:
+        self.index = {term: i for i, term in enumerate(self.terms)}
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.intercept)
+
+    def features(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+        """The text's TF-IDF vector as (term indices, l2-normalised weights)."""
+        counts = Counter(i for i in map(self.index.get, analyse(text)) if i is not None)
+        if not counts:
+            return np.zeros(0, dtype=np.int64), np.zeros(0)
+        idx = np.fromiter(counts.keys(), dtype=np.int64, count=len(counts))
+        tf = np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
+        weights = (1.0 + np.log(tf)) * self.idf[idx]
+        return idx, weights / np.linalg.norm(weights)
+
+    def probabilities(self, texts: Sequence[str]) -> np.ndarray:
+        """Per-label probabilities, texts x labels (float64)."""
+        scores = np.tile(self.intercept, (len(texts), 1))
+        for row, text in enumerate(texts):
+            idx, weights = self.features(text)
+            scores[row] += self.coef[:, idx] @ weights
+        return 1.0 / (1.0 + np.exp(-scores))
+
+    def save(self, model_dir: str | Path) -> Path:
+        path = Path(model_dir) / TFIDF_FILE
+        np.savez_compressed(
+            path,
+            terms=np.array(self.terms, dtype=str),
+            idf=self.idf,
+            coef=self.coef,
+            intercept=self.intercept,
+        )
+        return path
+
+    @classmethod
+    def load(cls, model_dir: str | Path) -> TfidfModel:
+        """Read `tfidf.npz` (plain arrays: never unpickles)."""
+        with np.load(Path(model_dir) / TFIDF_FILE, allow_pickle=False) as arrays:
+            return cls(arrays["terms"].tolist(), arrays["idf"], arrays["coef"], arrays["intercept"])
+
+
+def fit_sklearn(texts: Sequence[str], labels: np.ndarray):
+    """scikit-learn's vectoriser and one fitted logistic regression per label (None for a
+    label that never or always occurs in training: it gets a constant probability)."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    vectorizer = TfidfVectorizer(analyzer=analyse, sublinear_tf=True, min_df=MIN_DF)
+    features = vectorizer.fit_transform(texts)
+    estimators = []
+    for column in np.asarray(labels).T:
+        if column.min() == column.max():
+            estimators.append(None)
+            continue
+        estimators.append(LogisticRegression(class_weight="balanced", max_iter=2000).fit(features, column))
+    return vectorizer, estimators
+
+
+def fit(texts: Sequence[str], labels: np.ndarray) -> TfidfModel:
+    """Fit on the training rows (scikit-learn, training side only) and export to arrays."""
+    vectorizer, estimators = fit_sklearn(texts, labels)
+    return from_sklearn(vectorizer, estimators, np.asarray(labels))
+
+
+def from_sklearn(vectorizer, estimators: Sequence, labels: np.ndarray) -> TfidfModel:
+    """The arrays of a fitted vectoriser and its per-label regressions."""
+    terms = vectorizer.get_feature_names_out().tolist()
+    coef = np.zeros((len(estimators), len(terms)))
+    intercept = np.zeros(len(estimators))
+    for k, estimator in enumerate(estimators):
+        if estimator is None:  # a constant label: probability 0 or 1 whatever the text
+            intercept[k] = 40.0 if labels[0, k] else -40.0
+        else:
+            coef[k] = estimator.coef_[0]
+            intercept[k] = estimator.intercept_[0]
+    return TfidfModel(terms, vectorizer.idf_.astype(np.float64), coef, intercept)

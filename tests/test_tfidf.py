@@ -1,0 +1,218 @@
+"""The TF-IDF half of a hybrid model: numpy scores equal scikit-learn's, the blend weight,
+and one `--hybrid tfidf` run read four ways (training's test predictions, `Classifier`,
+`--do_train False`, transformers 4.51.3) and through the real model server."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from multilabel import metrics, tfidf
+from multilabel.request_codec import DeploymentError
+from tests.helpers import DATA, FAST_ARGS, LABELS, ROOT, read_csv, run_train
+
+COLUMNS = ("casePart1", "casePart2")
+
+
+def texts_and_labels(path: Path) -> tuple[list[str], np.ndarray]:
+    rows = read_csv(path)
+    return [tfidf.record_text(r, COLUMNS) for r in rows], np.array(
+        [[int(r[n]) for n in LABELS] for r in rows]
+    )
+
+
+def sklearn_probabilities(vectorizer, estimators, texts: list[str], train_labels: np.ndarray) -> np.ndarray:
+    features = vectorizer.transform(texts)
+    return np.column_stack(
+        [
+            e.predict_proba(features)[:, 1]
+            if e is not None
+            else np.full(len(texts), float(train_labels[0, k]))
+            for k, e in enumerate(estimators)
+        ]
+    )
+
+
+def test_numpy_scores_equal_scikit_learns_on_real_rows(tmp_path: Path) -> None:
+    train_texts, train_labels = texts_and_labels(DATA / "train.csv")
+    test_texts, _ = texts_and_labels(DATA / "test.csv")
+    vectorizer, estimators = tfidf.fit_sklearn(train_texts, train_labels)
+    assert vectorizer.analyzer is tfidf.analyse, "one analyser for training and serving"
+    expected = sklearn_probabilities(vectorizer, estimators, test_texts, train_labels)
+    model = tfidf.from_sklearn(vectorizer, estimators, train_labels)
+    model.save(tmp_path)
+    loaded = tfidf.TfidfModel.load(tmp_path)
+    got = loaded.probabilities([*test_texts, "", "qqqzx vvvzy xxqqj"])
+    np.testing.assert_allclose(got[: len(test_texts)], expected, atol=1e-6, rtol=0)
+    assert len(loaded.terms) > 1000 and any(" " in t for t in loaded.terms), "words and word pairs"
+    # A text with no known term scores each label's intercept alone, as scikit-learn's does.
+    np.testing.assert_allclose(got[-1], 1 / (1 + np.exp(-loaded.intercept)), atol=1e-12)
+    np.testing.assert_allclose(got[-2], got[-1], atol=1e-12)
+
+
+def test_a_label_constant_in_training_gets_a_constant_probability() -> None:
+    texts = ["alpha beta", "beta gamma", "alpha gamma", "gamma delta"] * 3
+    labels = np.array([[1, 0, 1], [0, 0, 1], [1, 0, 1], [0, 0, 1]] * 3)
+    model = tfidf.fit(texts, labels)
+    probs = model.probabilities(["alpha beta", "delta"])
+    assert np.all(probs[:, 1] < 1e-9) and np.all(probs[:, 2] > 1 - 1e-9)
+    assert probs[0, 0] > probs[1, 0], "the varying label still follows its words"
+
+
+def test_the_blend_weight_follows_the_better_model() -> None:
+    rng = np.random.default_rng(0)
+    labels = (rng.random((200, 3)) < 0.3).astype(int)
+    informative = np.clip(labels * 0.6 + rng.random((200, 3)) * 0.4, 0, 1)
+    noise = rng.random((200, 3))
+    weight, scores = metrics.choose_blend_weight(informative, noise, labels)
+    assert weight >= 0.8 and scores[weight] == max(scores.values())
+    weight, _ = metrics.choose_blend_weight(noise, informative, labels)
+    assert weight <= 0.2
+    np.testing.assert_allclose(tfidf.blend(np.ones((1, 2)), np.zeros((1, 2)), 0.3), [[0.3, 0.3]])
+
+
+# ------------------------------------------------------------ one hybrid run
+
+
+@pytest.fixture(scope="module")
+def hybrid_run(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    base = tmp_path_factory.mktemp("hybrid")
+    result = run_train(
+        [
+            "--model_name_or_path",
+            str(tiny_model),
+            *(f"--{s}_file={DATA / f'{s}.csv'}" for s in ("train", "validation", "test")),
+            f"--model_dir={base / 'model'}",
+            f"--output_data_dir={base / 'data'}",
+            f"--output_dir={base / 'checkpoints'}",
+            "--num_train_epochs=1",
+            *FAST_ARGS,
+            "--hybrid=tfidf",
+        ]
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "hybrid: encoder weight" in result.stdout + result.stderr
+    return base
+
+
+def expected_probabilities(run: Path) -> np.ndarray:
+    predictions = read_csv(run / "data" / "test_predictions.csv")
+    return np.array([[float(p[f"prob_{n}"]) for n in LABELS] for p in predictions])
+
+
+def hybrid_records() -> list[dict[str, str]]:
+    return [{c: r[c] for c in COLUMNS} for r in read_csv(DATA / "test.csv")]
+
+
+@pytest.mark.slow
+def test_hybrid_scores_the_same_in_training_scoring_and_the_classifier(hybrid_run: Path) -> None:
+    from multilabel.classifier import Classifier
+
+    model_dir = hybrid_run / "model"
+    config = json.loads((model_dir / "classifier_config.json").read_text())
+    assert 0 <= config["hybrid_weight"] <= 1
+    assert (model_dir / "tfidf.npz").is_file() and (model_dir / "code" / "multilabel" / "tfidf.py").is_file()
+    expected = expected_probabilities(hybrid_run)
+    classifier = Classifier.load(model_dir)
+    np.testing.assert_allclose(
+        classifier.probabilities(hybrid_records()).numpy(), expected, atol=1e-5, rtol=0
+    )
+    # The blend is really there: the encoder alone scores differently.
+    classifier.tfidf = None
+    if config["hybrid_weight"] < 1:
+        assert np.abs(classifier.probabilities(hybrid_records()).numpy() - expected).max() > 1e-3
+
+    scored = hybrid_run / "scored"
+    result = run_train(
+        [
+            f"--model_name_or_path={model_dir}",
+            "--do_train=False",
+            "--do_predict",
+            f"--test_file={DATA / 'test.csv'}",
+            f"--output_data_dir={scored}",
+        ]
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    rescored = np.array(
+        [[float(p[f"prob_{n}"]) for n in LABELS] for p in read_csv(scored / "test_predictions.csv")]
+    )
+    np.testing.assert_allclose(rescored, expected, atol=1e-5, rtol=0)
+
+
+@pytest.mark.slow
+def test_a_hybrid_model_without_its_tfidf_file_is_refused(hybrid_run: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from multilabel.classifier import Classifier
+
+    broken = tmp_path / "model"
+    shutil.copytree(hybrid_run / "model", broken)
+    (broken / "tfidf.npz").unlink()
+    with pytest.raises(DeploymentError, match=r"tfidf.npz: classifier_config.json has a hybrid_weight"):
+        Classifier.load(broken)
+    from multilabel.artifact import ArtifactError, check_model_archive, pack_model
+
+    assert check_model_archive(pack_model(hybrid_run / "model", tmp_path / "whole.tar.gz")) == []
+    with pytest.raises(ArtifactError, match=r"no tfidf.npz: classifier_config.json blends a TF-IDF model"):
+        pack_model(broken, tmp_path / "broken.tar.gz")
+    assert not (tmp_path / "broken.tar.gz").exists()
+
+
+@pytest.mark.slow
+def test_hybrid_model_serves_under_transformers_4_51_3(hybrid_run: Path) -> None:
+    from tests.test_serving_compat import SCRIPT, SERVING_PYTHON
+
+    result = subprocess.run(
+        [str(SERVING_PYTHON), "-c", SCRIPT, str(hybrid_run / "model")],
+        input=json.dumps(hybrid_records()),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": ""},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    output = json.loads(result.stdout.strip().splitlines()[-1])
+    assert output["transformers"] == "4.51.3"
+    scores = np.array([[r["scores"][n] for n in LABELS] for r in output["results"]])
+    np.testing.assert_allclose(scores, expected_probabilities(hybrid_run), atol=1e-5, rtol=0)
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_hybrid_model_through_the_model_server(hybrid_run: Path, tmp_path: Path) -> None:
+    from tests.model_server import ModelServer, post
+
+    records = hybrid_records()
+    server = ModelServer(hybrid_run / "model", tmp_path, {"MULTILABEL_MAX_TOKENS": "8192"})
+    server.start(probe=json.dumps({"inputs": records[0]}).encode())
+    try:
+        status, body = post(
+            f"{server.url}/invocations", json.dumps({"inputs": records}).encode(), "application/json"
+        )
+    finally:
+        server.stop()
+    assert status == 200, body
+    results = json.loads(body)
+    scores = np.array([[r["scores"][n] for n in LABELS] for r in results])
+    np.testing.assert_allclose(scores, expected_probabilities(hybrid_run), atol=1e-5, rtol=0)
+    thresholds = json.loads((hybrid_run / "model" / "classifier_config.json").read_text())["thresholds"]
+    for result, row in zip(results, scores, strict=True):
+        assert set(result["labels"]) == {n for n, s in zip(LABELS, row, strict=True) if s >= thresholds[n]}
+
+
+@pytest.mark.slow
+def test_hybrid_benchmark_smoke(hybrid_run: Path, tmp_path: Path) -> None:
+    from tests.test_benchmarks_smoke import run_benchmark
+
+    out = tmp_path / "hybrid.json"
+    run_benchmark("hybrid.py", str(hybrid_run), "--data", str(DATA), "--json", str(out))
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["run"] for r in rows][2:] == [f"{hybrid_run.name}: encoder", f"{hybrid_run.name}: hybrid"]
+    assert all(0 <= r["micro_f1"] <= 1 and 0 <= r["macro_f1"] <= 1 for r in rows)
+    assert 0 <= rows[-1]["weight"] <= 1
