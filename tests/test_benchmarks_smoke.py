@@ -68,6 +68,18 @@ def test_long_records_smoke(tmp_path: Path) -> None:
     assert "recovered_micro" in rows[2] and rows[1]["longer_than_window"].endswith("%")
 
 
+def test_generalisation_smoke(tmp_path: Path) -> None:
+    out = tmp_path / "generalisation.json"
+    run_benchmark(
+        "generalisation.py", "--smoke", "--epochs", "1", "--folds", "2", "--seeds", "0", "--json", str(out)
+    )
+    payload = json.loads(out.read_text())
+    methods = {r["method"]: r for r in payload["summary"]}
+    assert {"TF-IDF", "encoder, per_label", "encoder, cv", "hybrid, per_label"} <= methods.keys()
+    assert methods["encoder, per_label"]["runs"] == 2 and " ± " in methods["hybrid, per_label"]["micro_f1"]
+    assert {(r["fold"], r["seed"]) for r in payload["results"]} == {(0, 0), (1, 0)}
+
+
 def test_training_speed_smoke(tiny_model: Path, tmp_path: Path) -> None:
     out = tmp_path / "speed.json"
     run_benchmark(

@@ -37,23 +37,30 @@ print(json.dumps({"transformers": transformers.__version__, "present": missing,
 """
 
 
-def test_model_loads_and_predicts_under_transformers_4_51_3(sm_run: SageMakerRun) -> None:
+def serve_in_serving_venv(model_dir: Path, records: list[dict], cwd: Path = ROOT) -> dict:
+    """`SCRIPT`'s output: the model directory's own handler run under transformers 4.51.3
+    (the inference container's) on `records`, in one request."""
     assert SERVING_PYTHON.exists(), f"{SERVING_PYTHON} is missing: run `make test`, which creates it"
-    records = [
-        {"casePart1": r["casePart1"], "casePart2": r["casePart2"]} for r in read_csv(DATA / "test.csv")
-    ]
     result = subprocess.run(
-        [str(SERVING_PYTHON), "-c", SCRIPT, str(sm_run.model_dir)],
+        [str(SERVING_PYTHON), "-c", SCRIPT, str(model_dir)],
         input=json.dumps(records),
         capture_output=True,
         text=True,
         timeout=300,
-        cwd=sm_run.base,
+        cwd=cwd,
         env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": ""},
     )
     assert result.returncode == 0, result.stderr[-3000:]
     output = json.loads(result.stdout.strip().splitlines()[-1])
     assert output["transformers"] == "4.51.3"
+    return output
+
+
+def test_model_loads_and_predicts_under_transformers_4_51_3(sm_run: SageMakerRun) -> None:
+    records = [
+        {"casePart1": r["casePart1"], "casePart2": r["casePart2"]} for r in read_csv(DATA / "test.csv")
+    ]
+    output = serve_in_serving_venv(sm_run.model_dir, records, sm_run.base)
     assert output["present"] == [], "the serving venv must hold torch and transformers only"
     assert output["handler"] == str(sm_run.model_dir / "code" / "inference.py")
     predictions = read_csv(sm_run.output_data_dir / "test_predictions.csv")

@@ -5,8 +5,6 @@ and one `--hybrid tfidf` run read four ways (training's test predictions, `Class
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +12,7 @@ import pytest
 
 from multilabel import metrics, tfidf
 from multilabel.request_codec import DeploymentError
-from tests.helpers import DATA, FAST_ARGS, LABELS, ROOT, read_csv, run_train
+from tests.helpers import DATA, LABELS, read_csv, run_train, train_on_sample
 
 COLUMNS = ("casePart1", "casePart2")
 
@@ -82,19 +80,7 @@ def test_the_blend_weight_follows_the_better_model() -> None:
 @pytest.fixture(scope="module")
 def hybrid_run(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     base = tmp_path_factory.mktemp("hybrid")
-    result = run_train(
-        [
-            "--model_name_or_path",
-            str(tiny_model),
-            *(f"--{s}_file={DATA / f'{s}.csv'}" for s in ("train", "validation", "test")),
-            f"--model_dir={base / 'model'}",
-            f"--output_data_dir={base / 'data'}",
-            f"--output_dir={base / 'checkpoints'}",
-            "--num_train_epochs=1",
-            *FAST_ARGS,
-            "--hybrid=tfidf",
-        ]
-    )
+    result = train_on_sample(tiny_model, base, "--hybrid=tfidf")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "hybrid: encoder weight" in result.stdout + result.stderr
     return base
@@ -165,20 +151,10 @@ def test_a_hybrid_model_without_its_tfidf_file_is_refused(hybrid_run: Path, tmp_
 
 @pytest.mark.slow
 def test_hybrid_model_serves_under_transformers_4_51_3(hybrid_run: Path) -> None:
-    from tests.test_serving_compat import SCRIPT, SERVING_PYTHON
+    from tests.test_serving_compat import serve_in_serving_venv
 
-    result = subprocess.run(
-        [str(SERVING_PYTHON), "-c", SCRIPT, str(hybrid_run / "model")],
-        input=json.dumps(hybrid_records()),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=ROOT,
-        env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": ""},
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    output = json.loads(result.stdout.strip().splitlines()[-1])
-    assert output["transformers"] == "4.51.3"
+    output = serve_in_serving_venv(hybrid_run / "model", hybrid_records())
+    assert output["present"] == [], "served without scikit-learn"
     scores = np.array([[r["scores"][n] for n in LABELS] for r in output["results"]])
     np.testing.assert_allclose(scores, expected_probabilities(hybrid_run), atol=1e-5, rtol=0)
 

@@ -4,8 +4,6 @@ from training, `--do_train False` and the endpoint (also under transformers 4.51
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +20,7 @@ from multilabel.windows import (
     pool_logits,
     window_texts,
 )
-from tests.helpers import DATA, FAST_ARGS, LABELS, ROOT, read_csv, run_train
+from tests.helpers import DATA, LABELS, read_csv, run_train, train_on_sample
 
 LONG = " ".join(f"word{i} is here." for i in range(300))  # far more than any window below
 
@@ -144,20 +142,7 @@ WINDOW_ARGS = ["--max_seq_length", "32", "--max_windows", "3", "--window_pooling
 @pytest.fixture(scope="module")
 def windowed_run(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     base = tmp_path_factory.mktemp("windows")
-    fast = [a for a in FAST_ARGS if not a.startswith("--max_seq_length")]
-    result = run_train(
-        [
-            "--model_name_or_path",
-            str(tiny_model),
-            *(f"--{s}_file={DATA / f'{s}.csv'}" for s in ("train", "validation", "test")),
-            f"--model_dir={base / 'model'}",
-            f"--output_data_dir={base / 'data'}",
-            f"--output_dir={base / 'checkpoints'}",
-            "--num_train_epochs=1",
-            *fast,
-            *WINDOW_ARGS,
-        ]
-    )
+    result = train_on_sample(tiny_model, base, *WINDOW_ARGS)  # WINDOW_ARGS override --max_seq_length
     assert result.returncode == 0, result.stderr[-3000:]
     log = result.stdout + result.stderr
     assert "records -> " in log and "reach the cap of 3 windows" in log
@@ -199,23 +184,12 @@ def test_records_as_windows_score_the_same_in_training_scoring_and_the_endpoint(
 
 @pytest.mark.slow
 def test_windowed_model_serves_under_transformers_4_51_3(windowed_run: Path) -> None:
-    from tests.test_serving_compat import SCRIPT, SERVING_PYTHON
+    from tests.test_serving_compat import serve_in_serving_venv
 
     records = [
         {"casePart1": r["casePart1"], "casePart2": r["casePart2"]} for r in read_csv(DATA / "test.csv")
     ]
-    result = subprocess.run(
-        [str(SERVING_PYTHON), "-c", SCRIPT, str(windowed_run / "model")],
-        input=json.dumps(records),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=ROOT,
-        env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": ""},
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    output = json.loads(result.stdout.strip().splitlines()[-1])
-    assert output["transformers"] == "4.51.3"
+    output = serve_in_serving_venv(windowed_run / "model", records)
     predictions = read_csv(windowed_run / "data" / "test_predictions.csv")
     expected = np.array([[float(p[f"prob_{n}"]) for n in LABELS] for p in predictions])
     scores = np.array([[r["scores"][n] for n in LABELS] for r in output["results"]])

