@@ -14,34 +14,24 @@ encoder; mean and spread over the runs at the end.
 from __future__ import annotations
 
 import argparse
-import csv
 import statistics
 import sys
 from pathlib import Path
 
 import numpy as np
 from common import DEBIAN_TAGS, machine, print_table, write_json
+from generalisation import probabilities, test_f1
 from quality import read
 
 from multilabel import metrics, tfidf
+from multilabel.threshold_strategies import DEFAULT_THRESHOLD_STRATEGY
 
 LABELS = [f"label{i}" for i in range(1, 11)]
 
 
-def read_rows(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="", encoding="utf-8") as fh:
-        return list(csv.DictReader(fh))
-
-
-def encoder_probabilities(run: Path, name: str) -> np.ndarray:
-    rows = read_rows(run / "data" / f"{name}_predictions.csv")
-    return np.array([[float(r[f"prob_{n}"]) for n in LABELS] for r in rows])
-
-
 def scored(validation: np.ndarray, test: np.ndarray, labels: dict[str, np.ndarray]) -> dict[str, float]:
-    """Test micro/macro-F1 at thresholds chosen on validation (train.py's default strategy)."""
-    thresholds = metrics.choose_thresholds(validation, labels["validation"]).thresholds
-    f1 = metrics.micro_macro_f1(labels["test"], metrics.decide(test, thresholds))
+    """Test micro/macro-F1 at the thresholds train.py's default strategy chooses on validation."""
+    f1 = test_f1(validation, test, labels, DEFAULT_THRESHOLD_STRATEGY, seed=0)
     return {"micro_f1": f1["micro"], "macro_f1": f1["macro"]}
 
 
@@ -69,7 +59,7 @@ def main() -> int:
         {"run": "TF-IDF, tuned thresholds", **scored(other["validation"], other["test"], labels)},
     ]
     for run in args.runs:
-        encoder = {name: encoder_probabilities(run, name) for name in ("validation", "test")}
+        encoder = {name: probabilities(run, name) for name in ("validation", "test")}
         weight, _ = metrics.choose_blend_weight(
             encoder["validation"], other["validation"], labels["validation"]
         )

@@ -48,7 +48,7 @@ from multilabel.request_codec import (
     parse_options,
 )
 from multilabel.runtime import RuntimeSettings
-from multilabel.tfidf import TFIDF_FILE, TfidfModel, blend, record_text
+from multilabel.tfidf import TfidfModel, blend, load_tfidf, record_text
 from multilabel.windows import WindowSettings, encode_windows, pool_logits
 
 logger = logging.getLogger(__name__)
@@ -82,27 +82,6 @@ def default_max_tokens(model: torch.nn.Module, device_type: str, record_tokens: 
     per_token = sum(p.numel() for name, p in model.named_parameters() if "embeddings" not in name)
     scaled = REFERENCE_MAX_TOKENS * REFERENCE_PARAMETERS / max(per_token, 1)
     return max(record_tokens, 64 * round(scaled / 64))
-
-
-def load_tfidf(
-    model_dir: str | Path, config: ClassifierConfig | None, num_labels: int
-) -> tuple[TfidfModel | None, str | None]:
-    """The TF-IDF half of a hybrid model (None otherwise), or why it cannot be used."""
-    if config is None or config.hybrid_weight is None:
-        return None, None
-    try:
-        tfidf = TfidfModel.load(model_dir)
-    except (OSError, KeyError, ValueError) as err:
-        return (
-            None,
-            f"{TFIDF_FILE}: classifier_config.json has a hybrid_weight but {TFIDF_FILE} cannot be read ({err})",
-        )
-    if tfidf.num_labels != num_labels or tfidf.coef.shape != (num_labels, len(tfidf.terms)):
-        return None, (
-            f"{TFIDF_FILE}: {tfidf.num_labels} labels and {len(tfidf.terms)} terms with coefficients "
-            f"{tfidf.coef.shape}; the model has {num_labels} labels"
-        )
-    return tfidf, None
 
 
 @dataclass

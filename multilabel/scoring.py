@@ -59,6 +59,7 @@ class TrainedModel:
     path: Path
     config: ClassifierConfig
     label_names: tuple[str, ...]
+    tfidf: tfidf.TfidfModel | None = None  # a hybrid model's TF-IDF half
 
 
 def read_trained_model(path: str) -> TrainedModel:
@@ -83,11 +84,12 @@ def read_trained_model(path: str) -> TrainedModel:
     except (FileNotFoundError, ValueError) as err:
         raise ModelDirError(f"{need}; {err}") from None
     problems = config.problems(names)
-    if config.hybrid_weight is not None and not (root / tfidf.TFIDF_FILE).is_file():
-        problems.append(f"{tfidf.TFIDF_FILE} is missing, and {CLASSIFIER_CONFIG} has a hybrid_weight")
+    tfidf_model, tfidf_problem = tfidf.load_tfidf(root, config, len(names))
+    if tfidf_problem:
+        problems.append(tfidf_problem)
     if problems:
         raise ModelDirError(f"{need}; " + "; ".join(problems))
-    return TrainedModel(root, config, names)
+    return TrainedModel(root, config, names, tfidf_model)
 
 
 def column_spec(model: TrainedModel, data_args: DataArguments) -> ColumnSpec:
@@ -202,8 +204,7 @@ def blend_with_saved_tfidf(
     model: TrainedModel, probs: dict[str, np.ndarray], raw: dict[str, Dataset], spec: ColumnSpec
 ) -> dict[str, np.ndarray]:
     """A hybrid model's probabilities: the encoder's blended with its saved TF-IDF model's."""
-    tfidf_model = tfidf.TfidfModel.load(model.path)
-    weight = model.config.hybrid_weight
+    tfidf_model, weight = model.tfidf, model.config.hybrid_weight
     return {
         split: tfidf.blend(
             p, tfidf_model.probabilities(tfidf.column_texts(raw[split], spec.text_columns)), weight

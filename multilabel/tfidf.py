@@ -18,6 +18,7 @@ Standard library and numpy only at import time: this module travels in the endpo
 from __future__ import annotations
 
 import re
+import zipfile
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from multilabel.artifact import TFIDF_FILE
+from multilabel.artifact import TFIDF_FILE, ClassifierConfig
 
 HYBRIDS = ("none", "tfidf")
 MIN_DF = 2  # a term must appear in this many training records
@@ -104,6 +105,11 @@ class TfidfModel:
     @classmethod
     def load(cls, model_dir: str | Path) -> TfidfModel:
         """Read `tfidf.npz` (plain arrays: never unpickles)."""
+        path = Path(model_dir) / TFIDF_FILE
+        if path.is_file() and not zipfile.is_zipfile(path):
+            raise ValueError(
+                "not a numpy .npz archive of arrays; write it again with train.py --hybrid tfidf"
+            )
         with np.load(Path(model_dir) / TFIDF_FILE, allow_pickle=False) as arrays:
             return cls(arrays["terms"].tolist(), arrays["idf"], arrays["coef"], arrays["intercept"])
 
@@ -143,3 +149,24 @@ def from_sklearn(vectorizer, estimators: Sequence, labels: np.ndarray) -> TfidfM
             coef[k] = estimator.coef_[0]
             intercept[k] = estimator.intercept_[0]
     return TfidfModel(terms, vectorizer.idf_.astype(np.float64), coef, intercept)
+
+
+def load_tfidf(
+    model_dir: str | Path, config: ClassifierConfig | None, num_labels: int
+) -> tuple[TfidfModel | None, str | None]:
+    """The TF-IDF half of a hybrid model (None otherwise), or why it cannot be used."""
+    if config is None or config.hybrid_weight is None:
+        return None, None
+    try:
+        tfidf = TfidfModel.load(model_dir)
+    except (OSError, KeyError, ValueError) as err:
+        return (
+            None,
+            f"{TFIDF_FILE}: classifier_config.json has a hybrid_weight but {TFIDF_FILE} cannot be read ({err})",
+        )
+    if tfidf.num_labels != num_labels or tfidf.coef.shape != (num_labels, len(tfidf.terms)):
+        return None, (
+            f"{TFIDF_FILE}: {tfidf.num_labels} labels and {len(tfidf.terms)} terms with coefficients "
+            f"{tfidf.coef.shape}; the model has {num_labels} labels"
+        )
+    return tfidf, None
