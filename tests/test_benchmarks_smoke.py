@@ -80,6 +80,25 @@ def test_generalisation_smoke(tmp_path: Path) -> None:
     assert {(r["fold"], r["seed"]) for r in payload["results"]} == {(0, 0), (1, 0)}
 
 
+def test_generalisation_pairs_folds_with_seeds_and_reuses_finished_runs(tmp_path: Path) -> None:
+    out, keep = tmp_path / "generalisation.json", tmp_path / "keep"
+    args = ["--smoke", "--epochs", "1", "--folds", "2", "--seeds", "3", "4", "--pairing", "diagonal"]
+    first = run_benchmark("generalisation.py", *args, "--keep", str(keep), "--json", str(out))
+    assert "reused" not in first.stdout
+    payload = json.loads(out.read_text())
+    encoder_runs = {(r["fold"], r["seed"]) for r in payload["results"] if r["method"] != "TF-IDF"}
+    assert encoder_runs == {(0, 3), (1, 4)}
+    # A second call trains nothing: both runs finished with the same model, data and flags.
+    second = run_benchmark("generalisation.py", *args, "--keep", str(keep), "--json", str(out))
+    assert second.stdout.count("reused: ") == 2
+    assert json.loads(out.read_text())["results"] == payload["results"]
+    # Different flags for the same run folder train again.
+    third = run_benchmark(
+        "generalisation.py", *args, "--train-arg=--learning_rate=1e-4", "--keep", str(keep), "--json", str(out)
+    )
+    assert "reused" not in third.stdout
+
+
 def test_training_speed_smoke(tiny_model: Path, tmp_path: Path) -> None:
     out = tmp_path / "speed.json"
     run_benchmark(
