@@ -159,7 +159,9 @@ def planned_runs(variants: dict[str, list[str]], folds: int, seeds: list[int], p
     """(variant, fold, seed) of every run: every fold with every seed, or fold k with seed k."""
     if pairing == "diagonal":
         if len(seeds) != folds:
-            raise SystemExit(f"--pairing diagonal pairs fold k with the k-th seed: {folds} folds, {len(seeds)} seeds")
+            raise SystemExit(
+                f"--pairing diagonal pairs fold k with the k-th seed: {folds} folds, {len(seeds)} seeds"
+            )
         pairs = list(enumerate(seeds))
     else:
         pairs = [(fold, seed) for fold in range(folds) for seed in seeds]
@@ -239,7 +241,12 @@ def main() -> int:
 
         def one_run(variant: str, fold: int, seed: int) -> tuple[str, int, int, Path]:
             run = work / "runs" / f"{variant}-fold{fold}-seed{seed}"
-            flags = [f"--num_train_epochs={args.epochs}", f"--seed={seed}", *args.train_arg, *variants[variant]]
+            flags = [
+                f"--num_train_epochs={args.epochs}",
+                f"--seed={seed}",
+                *args.train_arg,
+                *variants[variant],
+            ]
             train_once(model, folders[fold], run, flags)
             return variant, fold, seed, run
 
@@ -248,7 +255,9 @@ def main() -> int:
                 variant, fold, seed, run = finished.result()
                 labels, other = inputs[fold]
                 for method, f1 in run_scores(run, labels, other, seed).items():
-                    results.append({"variant": variant, "method": method, "fold": fold, "seed": seed, "f1": f1})
+                    results.append(
+                        {"variant": variant, "method": method, "fold": fold, "seed": seed, "f1": f1}
+                    )
                 print(f"done: {variant}, fold {fold}, seed {seed}", flush=True)
                 write_json(args.json, {"machine": machine(), "results": results})
     rows = summarise(results)

@@ -31,6 +31,10 @@ from multilabel.artifact import TFIDF_FILE, ClassifierConfig
 
 HYBRIDS = ("none", "tfidf")
 MIN_DF = 2  # a term must appear in this many training records
+# At most this many terms, the most frequent in training (scikit-learn's max_features): it
+# bounds tfidf.npz and the endpoint's memory (about 100 bytes a term with 10 labels) however
+# large the training set; debian-tags' 5,001 rows give 38,416 terms, well under it.
+MAX_TERMS = 200_000
 # scikit-learn's default token pattern: words of two or more word characters.
 _WORD = re.compile(r"(?u)\b\w\w+\b")
 
@@ -114,13 +118,14 @@ class TfidfModel:
             return cls(arrays["terms"].tolist(), arrays["idf"], arrays["coef"], arrays["intercept"])
 
 
-def fit_sklearn(texts: Sequence[str], labels: np.ndarray):
-    """scikit-learn's vectoriser and one fitted logistic regression per label (None for a
-    label that never or always occurs in training: it gets a constant probability)."""
+def fit_sklearn(texts: Sequence[str], labels: np.ndarray, max_terms: int = MAX_TERMS):
+    """scikit-learn's vectoriser (the `max_terms` most frequent terms) and one fitted logistic
+    regression per label (None for a label that never or always occurs in training: it gets
+    a constant probability)."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
 
-    vectorizer = TfidfVectorizer(analyzer=analyse, sublinear_tf=True, min_df=MIN_DF)
+    vectorizer = TfidfVectorizer(analyzer=analyse, sublinear_tf=True, min_df=MIN_DF, max_features=max_terms)
     features = vectorizer.fit_transform(texts)
     estimators = []
     for column in np.asarray(labels).T:
@@ -131,9 +136,9 @@ def fit_sklearn(texts: Sequence[str], labels: np.ndarray):
     return vectorizer, estimators
 
 
-def fit(texts: Sequence[str], labels: np.ndarray) -> TfidfModel:
+def fit(texts: Sequence[str], labels: np.ndarray, max_terms: int = MAX_TERMS) -> TfidfModel:
     """Fit on the training rows (scikit-learn, training side only) and export to arrays."""
-    vectorizer, estimators = fit_sklearn(texts, labels)
+    vectorizer, estimators = fit_sklearn(texts, labels, max_terms)
     return from_sklearn(vectorizer, estimators, np.asarray(labels))
 
 

@@ -94,7 +94,13 @@ def test_generalisation_pairs_folds_with_seeds_and_reuses_finished_runs(tmp_path
     assert json.loads(out.read_text())["results"] == payload["results"]
     # Different flags for the same run folder train again.
     third = run_benchmark(
-        "generalisation.py", *args, "--train-arg=--learning_rate=1e-4", "--keep", str(keep), "--json", str(out)
+        "generalisation.py",
+        *args,
+        "--train-arg=--learning_rate=1e-4",
+        "--keep",
+        str(keep),
+        "--json",
+        str(out),
     )
     assert "reused" not in third.stdout
 

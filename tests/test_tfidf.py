@@ -5,6 +5,7 @@ and one `--hybrid tfidf` run read four ways (training's test predictions, `Class
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +52,21 @@ def test_numpy_scores_equal_scikit_learns_on_real_rows(tmp_path: Path) -> None:
     # A text with no known term scores each label's intercept alone, as scikit-learn's does.
     np.testing.assert_allclose(got[-1], 1 / (1 + np.exp(-loaded.intercept)), atol=1e-12)
     np.testing.assert_allclose(got[-2], got[-1], atol=1e-12)
+
+
+def test_the_vocabulary_is_capped_at_the_most_frequent_terms_and_still_scores_as_scikit_learn() -> None:
+    train_texts, train_labels = texts_and_labels(DATA / "train.csv")
+    test_texts, _ = texts_and_labels(DATA / "test.csv")
+    full, _ = tfidf.fit_sklearn(train_texts, train_labels)
+    vectorizer, estimators = tfidf.fit_sklearn(train_texts, train_labels, max_terms=500)
+    model = tfidf.from_sklearn(vectorizer, estimators, train_labels)
+    assert len(model.terms) == 500 < len(full.vocabulary_)
+    # The 500 kept are the most frequent: every dropped term is at most as frequent as any kept.
+    counts = Counter(term for text in train_texts for term in tfidf.analyse(text))
+    kept = set(model.terms)
+    assert min(counts[t] for t in kept) >= max(counts[t] for t in full.vocabulary_ if t not in kept)
+    expected = sklearn_probabilities(vectorizer, estimators, test_texts, train_labels)
+    np.testing.assert_allclose(model.probabilities(test_texts), expected, atol=1e-6, rtol=0)
 
 
 def test_a_label_constant_in_training_gets_a_constant_probability() -> None:
