@@ -242,7 +242,7 @@ def main() -> int:
         def one_run(variant: str, fold: int, seed: int) -> tuple[str, int, int, Path]:
             run = work / "runs" / f"{variant}-fold{fold}-seed{seed}"
             flags = [
-                f"--num_train_epochs={args.epochs}",
+                f"--num_train_epochs={args.epochs:g}",
                 f"--seed={seed}",
                 *args.train_arg,
                 *variants[variant],
