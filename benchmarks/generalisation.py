@@ -155,7 +155,9 @@ PAIRINGS = ("all", "diagonal")
 RUN_RECORD = "benchmark_run.json"  # in a run's folder: what it was trained from, once it finished
 
 
-def planned_runs(variants: dict[str, list[str]], folds: int, seeds: list[int], pairing: str) -> list[tuple]:
+def planned_runs(
+    variants: dict[str, list[str]], folds: int, seeds: list[int], pairing: str
+) -> list[tuple[str, int, int]]:
     """(variant, fold, seed) of every run: every fold with every seed, or fold k with seed k."""
     if pairing == "diagonal":
         if len(seeds) != folds:

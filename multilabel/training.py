@@ -183,8 +183,19 @@ def window_settings(data_args: DataArguments, max_length: int) -> WindowSettings
 
 
 def fit_tfidf(raw: Mapping[str, Dataset], spec: ColumnSpec, train_labels: np.ndarray) -> tfidf.TfidfModel:
-    """The TF-IDF half of a hybrid model (`--hybrid tfidf`), fitted on the training rows."""
-    model = tfidf.fit(tfidf.column_texts(raw["train"], spec.text_columns), train_labels)
+    """The TF-IDF half of a hybrid model (`--hybrid tfidf`), fitted on the training rows.
+
+    Fitted before the encoder trains, so training rows it cannot learn from are refused in
+    seconds rather than after the whole training run.
+    """
+    try:
+        model = tfidf.fit(tfidf.column_texts(raw["train"], spec.text_columns), train_labels)
+    except ValueError as err:  # scikit-learn: no term left after min_df
+        raise TrainingSetupError(
+            f"--hybrid tfidf: the TF-IDF half cannot be fitted on the {len(train_labels)} training rows "
+            f"({err}); it needs words that occur in at least {tfidf.MIN_DF} records. "
+            "Train without --hybrid, or with more training rows."
+        ) from None
     logger.info(
         "hybrid: TF-IDF + logistic regression fitted on %d training rows, %d terms",
         len(train_labels),
@@ -356,8 +367,6 @@ def run(
     pad_to_length = max_length if data_args.pad_to_max_length else None
     trainer = build_trainer(model, tokenizer, splits, training_args, pos_weight, pad_to_length, windows)
 
-    train_result = trainer.train(resume_from_checkpoint=resume)
-
     hybrid = None
     if model_args.hybrid == "tfidf":
         tfidf_model = fit_tfidf(raw, spec, data.label_matrix(splits.train))
@@ -367,6 +376,8 @@ def run(
             if split in raw
         }
         hybrid = (tfidf_model, texts)
+
+    train_result = trainer.train(resume_from_checkpoint=resume)
     thresholds, evaluations, threshold_choice, hybrid_weight = evaluate_with_thresholds(
         trainer, splits, schema.label_names, data_args.threshold_strategy, training_args.seed, hybrid
     )

@@ -13,7 +13,7 @@ import pytest
 
 from multilabel import metrics, tfidf
 from multilabel.request_codec import DeploymentError
-from tests.helpers import DATA, LABELS, read_csv, run_train, train_on_sample
+from tests.helpers import DATA, LABELS, read_csv, run_train, train_on_sample, write_csv
 
 COLUMNS = ("casePart1", "casePart2")
 
@@ -163,6 +163,37 @@ def test_a_hybrid_model_without_its_tfidf_file_is_refused(hybrid_run: Path, tmp_
     with pytest.raises(ArtifactError, match=r"no tfidf.npz: classifier_config.json blends a TF-IDF model"):
         pack_model(broken, tmp_path / "broken.tar.gz")
     assert not (tmp_path / "broken.tar.gz").exists()
+
+
+@pytest.mark.slow
+def test_training_rows_tfidf_cannot_learn_from_are_refused_before_the_encoder_trains(
+    tiny_model: Path, tmp_path: Path
+) -> None:
+    # Every word occurs in one record only: nothing survives min_df, so scikit-learn has no terms.
+    rows = [
+        [f"first{i}x", f"second{i}y", *[r[n] for n in LABELS]]
+        for i, r in enumerate(read_csv(DATA / "train.csv"))
+    ]
+    train = write_csv(tmp_path / "unique-words.csv", rows)
+    result = run_train(
+        [
+            f"--model_name_or_path={tiny_model}",
+            f"--train_file={train}",
+            f"--validation_file={DATA / 'validation.csv'}",
+            f"--model_dir={tmp_path / 'model'}",
+            f"--output_data_dir={tmp_path / 'data'}",
+            f"--output_dir={tmp_path / 'checkpoints'}",
+            "--hybrid=tfidf",
+        ]
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 2, output[-3000:]
+    assert "--hybrid tfidf: the TF-IDF half cannot be fitted" in output
+    assert f"occur in at least {tfidf.MIN_DF} records" in output
+    assert "Traceback" not in output
+    # Refused before training: no checkpoint, no model, no results.
+    assert not list((tmp_path / "checkpoints").glob("checkpoint-*"))
+    assert not (tmp_path / "model").exists() and not (tmp_path / "data").exists()
 
 
 @pytest.mark.slow
