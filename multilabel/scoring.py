@@ -9,7 +9,9 @@ label. The head is used as trained (never re-initialised), and nothing is writte
 `--do_eval` scores the validation file at the saved thresholds (`eval_results.json`, as
 a training run writes it); `--do_predict` writes `test_predictions.csv` for a test file
 with or without label columns, and its metrics only when it has them. The results
-replace the previous run's in `--output_data_dir`, as a training run's do.
+replace a previous scoring run's in `--output_data_dir`; a training run's results there
+(which describe the model and cannot all be recomputed) are replaced only with
+`--overwrite_output_dir`.
 """
 
 from __future__ import annotations
@@ -46,6 +48,9 @@ from multilabel.trainer import Splits, build_trainer, predict_rows
 from multilabel.windows import WindowSettings
 
 logger = logging.getLogger(__name__)
+
+# Only a training run writes it: its presence marks the folder as a training run's results.
+TRAINING_RESULTS = f"{metric_names.split_prefix('train')}_results.json"
 
 
 class ModelDirError(UsageError):
@@ -246,6 +251,7 @@ def run(
             "which this mode never writes; choose a folder outside it"
         )
     staging.check_writable(output_data_dir, "--output_data_dir")
+    check_training_results_kept(output_data_dir, training_args.overwrite_output_dir)
     spec = column_spec(model, data_args)
     schema, labelled = validate(files, model, spec)
     if data_args.model_dir:
@@ -313,6 +319,25 @@ def run(
             staging.discard(staged)
         logger.info("results written to %s: %s", output_data_dir, ", ".join(sorted(written(probs, results))))
     return all_metrics
+
+
+def check_training_results_kept(output_data_dir: str | Path, overwrite: bool) -> None:
+    """Refuse to replace a training run's results (its `train_results.json` and the rest)
+    unless `overwrite` (`--overwrite_output_dir`): scoring into the folder a training run
+    wrote, the local default for both, must not silently delete what that run measured."""
+    folder = Path(output_data_dir)
+    if not (folder / TRAINING_RESULTS).is_file():
+        return
+    present = sorted(name for name in reporting.OUTPUT_DATA_FILES if (folder / name).exists())
+    if not overwrite:
+        raise staging.OutputLocationError(
+            f"--output_data_dir {folder} holds a training run's results ({', '.join(present)}), "
+            "which this run would replace; choose another --output_data_dir (for example "
+            "outputs/predictions), or pass --overwrite_output_dir to replace them"
+        )
+    logger.warning(
+        "--overwrite_output_dir: replacing a training run's results in %s: %s", folder, ", ".join(present)
+    )
 
 
 def written(probs: dict, results: dict) -> set[str]:

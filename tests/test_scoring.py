@@ -98,6 +98,33 @@ def test_files_whose_columns_do_not_match_the_model_exit_2_naming_the_column(
     assert not (tmp_path / "o").exists(), "refused before anything was written"
 
 
+def test_scoring_into_a_training_runs_results_is_refused_and_keeps_them(
+    tmp_path: Path, fake_model: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Training and scoring share the local default `outputs/data`: a prediction run must
+    not silently delete what the training run measured there."""
+    out = tmp_path / "data"
+    out.mkdir()
+    kept = {"train_results.json": "{}", "eval_results.json": "{}", "validation_predictions.csv": "row\n"}
+    for name, text in kept.items():
+        (out / name).write_text(text)
+    (out / "notes.txt").write_text("mine")
+    args = [
+        "--do_train=False",
+        f"--model_name_or_path={fake_model}",
+        "--do_predict",
+        f"--test_file={DATA / 'test.csv'}",
+        f"--output_data_dir={out}",
+    ]
+    assert train.main(args) == 2
+    assert (
+        f"--output_data_dir {out} holds a training run's results (eval_results.json, train_results.json, "
+        "validation_predictions.csv), which this run would replace; choose another --output_data_dir"
+    ) in caplog.text
+    assert "or pass --overwrite_output_dir to replace them" in caplog.text
+    assert {p.name: p.read_text() for p in out.iterdir()} == {**kept, "notes.txt": "mine"}
+
+
 def test_keep_checkpoints_flag() -> None:
     from multilabel.arguments import parse_arguments
 
@@ -152,19 +179,24 @@ def test_predict_on_a_labelled_test_file_writes_its_metrics(
 ) -> None:
     out = tmp_path / "scored"
     out.mkdir()
-    (out / "train_results.json").write_text("{}")  # an older run's: replaced, not mixed
-    code = train.main(
-        [
-            "--do_train=False",
-            f"--model_name_or_path={sm_run.model_dir}",
-            "--do_predict",
-            f"--test_file={DATA / 'test.csv'}",
-            f"--output_data_dir={out}",
-            f"--output_dir={tmp_path / 'checkpoints'}",
-            f"--model_dir={tmp_path / 'model'}",
-        ]
-    )
+    args = [
+        "--do_train=False",
+        f"--model_name_or_path={sm_run.model_dir}",
+        "--do_predict",
+        f"--test_file={DATA / 'test.csv'}",
+        f"--output_data_dir={out}",
+        f"--output_dir={tmp_path / 'checkpoints'}",
+        f"--model_dir={tmp_path / 'model'}",
+    ]
+    # An earlier scoring run's results: replaced, not mixed with these.
+    (out / "validation_predictions.csv").write_text("row\n")
+    assert train.main(args) == 0, caplog.text[-3000:]
+    assert not (out / "validation_predictions.csv").exists()
+    # A training run's: replaced only as --overwrite_output_dir asks, and the log says so.
+    (out / "train_results.json").write_text("{}")
+    code = train.main([*args, "--overwrite_output_dir"])
     assert code == 0, caplog.text[-3000:]
+    assert f"--overwrite_output_dir: replacing a training run's results in {out}: " in caplog.text
     assert files_under(out) == {
         "all_results.json",
         "test_results.json",
