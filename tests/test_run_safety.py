@@ -130,6 +130,15 @@ def test_a_file_replaced_in_place_is_read_afresh(tmp_path: Path) -> None:
     assert label_matrix(second)[0, :2].tolist() == [0.0, 1.0]
 
 
+def readable_json(path: Path) -> bool:
+    """Whether `path` exists and holds whole JSON (not a file caught half-written)."""
+    try:
+        json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return True
+
+
 def spot_args(tiny_model: Path, out: Path, data: Path) -> list[str]:
     """Three epochs, a checkpoint each, the last epoch's weights as the model."""
     return [
@@ -151,7 +160,7 @@ def spot_args(tiny_model: Path, out: Path, data: Path) -> list[str]:
 def test_spot_interruption_with_a_corrupt_newest_checkpoint_resumes_and_matches(
     tiny_model: Path, tmp_path: Path
 ) -> None:
-    """Killed mid-epoch 3, its newest checkpoint (epoch 2) truncated, restarted with the same
+    """Killed once epoch 2 is saved, its newest checkpoint (epoch 2) truncated, restarted with the same
     command: it resumes from epoch 1 and ends with the weights of an uninterrupted run.
 
     The uninterrupted run also writes into a results folder holding an older run's test
@@ -183,14 +192,16 @@ def test_spot_interruption_with_a_corrupt_newest_checkpoint_resumes_and_matches(
     )
     try:
         deadline = time.monotonic() + 300
-        while not (epoch_2 / "trainer_state.json").exists():
+        while not readable_json(epoch_2 / "trainer_state.json"):
             assert process.poll() is None, "training ended before it was interrupted"
             assert time.monotonic() < deadline, "no epoch-2 checkpoint in time"
-            time.sleep(0.05)
-        time.sleep(0.3)  # into epoch 3
+            time.sleep(0.01)
+        # Killed at once: a fixed pause "into epoch 3" let a fast machine finish the epoch
+        # (24 tiny steps) and save checkpoint-72 before the kill, which hid the corrupt one.
     finally:
         process.kill()  # no clean shutdown, as when a spot instance is reclaimed
         process.wait()
+    assert not (spot / "checkpoints" / "checkpoint-72").exists(), "epoch 3 ended before the kill"
     weights = epoch_2 / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:1000])
 
