@@ -90,15 +90,27 @@ def write_json(path: Path | None, payload: dict) -> None:
         path.write_text(json.dumps(payload, indent=2) + "\n")
 
 
+def keep_earlier_log(log: Path) -> None:
+    """Rename an existing `log` to the first free NAME.N.log, so that a new attempt does not erase it."""
+    if not log.exists():
+        return
+    n = 1
+    while (earlier := log.with_name(f"{log.stem}.{n}{log.suffix}")).exists():
+        n += 1
+    log.rename(earlier)
+
+
 def run_train_py(model: str, data: Path, out: Path, *extra: str, test: bool = True) -> dict:
     """Run train.py on `data`/{train,validation[,test]}.csv into `out`; its all_results.json.
 
-    The log goes to `out`/train.log; a failure ends the benchmark with its tail.
+    The log goes to `out`/train.log; a failure ends the benchmark with its tail. An earlier
+    attempt's log (a run that resumes from its checkpoints) is kept as train.1.log, train.2.log, ...
     """
     import subprocess
     import sys
 
     out.mkdir(parents=True, exist_ok=True)
+    keep_earlier_log(out / "train.log")
     command = [
         sys.executable,
         str(ROOT / "train.py"),

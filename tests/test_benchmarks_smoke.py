@@ -92,7 +92,9 @@ def test_generalisation_pairs_folds_with_seeds_and_reuses_finished_runs(tmp_path
     second = run_benchmark("generalisation.py", *args, "--keep", str(keep), "--json", str(out))
     assert second.stdout.count("reused: ") == 2
     assert json.loads(out.read_text())["results"] == payload["results"]
-    # Different flags for the same run folder train again.
+    # Different flags for the same run folder train again; the earlier attempt's log is kept.
+    log = keep / "runs" / "defaults-fold0-seed3" / "train.log"
+    first_log = log.read_text()
     third = run_benchmark(
         "generalisation.py",
         *args,
@@ -103,6 +105,7 @@ def test_generalisation_pairs_folds_with_seeds_and_reuses_finished_runs(tmp_path
         str(out),
     )
     assert "reused" not in third.stdout
+    assert log.with_name("train.1.log").read_text() == first_log and log.read_text() != first_log
 
 
 def test_training_speed_smoke(tiny_model: Path, tmp_path: Path) -> None:
