@@ -126,3 +126,21 @@ class ModelServer:
 
     def log_tail(self, chars: int = 4000) -> str:
         return self.log_path.read_text(errors="replace")[-chars:] if self.log_path.exists() else ""
+
+    def wait_for_log(self, *lines: str, count: int = 1, timeout: float = 30) -> str:
+        """The whole log, once it holds every one of `lines`, each at least `count` times.
+
+        A worker's output reaches the log through the frontend a moment after the response;
+        waiting for what the test expects, not a fixed pause, holds on a slow machine too.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            log = self.log_tail(10**8)
+            missing = [line for line in lines if log.count(line) < count]
+            if not missing:
+                return log
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"not {count} time(s) in the model server's log after {timeout}s: {missing}\n{log[-4000:]}"
+                )
+            time.sleep(0.1)

@@ -155,11 +155,9 @@ def test_int8_precision_through_the_model_server(
     try:
         status, body = invoke(int8_server, json.dumps({"inputs": RECORDS}).encode())
         assert status == 200, body
-        time.sleep(1)  # the worker's output reaches the log through the frontend
-        log = int8_server.log_tail(10**8)
+        int8_server.wait_for_log("runtime: precision int8, ")
     finally:
         int8_server.stop()
-    assert "runtime: precision int8, " in log
     scores = np.array([[r["scores"][n] for n in LABELS] for r in json.loads(body)])
     thresholds = json.loads((sm_run.model_dir / "classifier_config.json").read_text())["thresholds"]
     assert_int8_parity(scores, reference_probabilities(sm_run), np.array([thresholds[n] for n in LABELS]))
@@ -291,14 +289,16 @@ MARKED_REQUESTS = [
 
 def test_request_content_stays_out_of_the_logs(server: ModelServer) -> None:
     """The 400 bodies name what was wrong; the log gets the error's kind and position only."""
+    refused = "request refused (400): "
+    refused_before = server.log_tail(10**8).count(refused)  # the server is shared with other tests
     status, _ = invoke(server, json.dumps({"inputs": {"casePart1": MARK}}).encode())
     assert status == 200
     for body, content_type, accept, message in MARKED_REQUESTS:
         data = (body if isinstance(body, str) else json.dumps(body)).encode()
         status, text = invoke(server, data, content_type, accept)
         assert status == 400 and message in json.loads(text)["message"], (message, text)
-    time.sleep(1)  # the worker's output reaches the log through the frontend
-    log = server.log_tail(10**8)
+    # every refusal logged, so that nothing the requests could write is still on its way
+    log = server.wait_for_log(refused, count=refused_before + len(MARKED_REQUESTS))
     assert MARK not in log, "request content reached the model server's log"
     assert "request refused (400): unknown field at inputs" in log
     assert "request refused (400): repeated CSV column at CSV header" in log

@@ -16,7 +16,6 @@ import json
 import os
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
 import numpy as np
@@ -272,13 +271,11 @@ def test_onnx_through_the_model_server(
             json.dumps({"inputs": [{"casePart2": "x"}]}).encode(),
             "application/json",
         )
-        time.sleep(1)  # the worker's output reaches the log through the frontend
-        log = server.log_tail(10**8)
+        threads = max(1, len(os.sched_getaffinity(0)) // 1)  # vCPUs // SAGEMAKER_MODEL_SERVER_WORKERS (1)
+        server.wait_for_log(f"runtime: precision {precision}, {threads} threads, on onnx")
     finally:
         server.stop()
     assert status == 200, body
-    threads = max(1, len(os.sched_getaffinity(0)) // 1)  # vCPUs // SAGEMAKER_MODEL_SERVER_WORKERS (1)
-    assert f"runtime: precision {precision}, {threads} threads, on onnx" in log
     assert bad_status == 400 and "missing field 'casePart1'" in json.loads(bad_body)["message"], bad_body
     predictions = read_csv(sm_run.output_data_dir / "test_predictions.csv")
     fp32 = np.array([[float(p[f"prob_{n}"]) for n in LABELS] for p in predictions])
