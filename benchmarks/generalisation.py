@@ -15,8 +15,9 @@ Reported per (variant, method): test micro/macro-F1 as mean ± standard deviatio
 runs, and the mean paired difference against the default variant's same method and
 against TF-IDF on the same fold. With `--keep`, a run that finished with the same model,
 data and flags is reused and an interrupted one resumes from its checkpoint, so a stopped
-benchmark loses nothing; `--parallel N` trains N runs at once (a GPU has room for several
-MiniLM runs). A variant is a name and train.py flags:
+benchmark loses nothing; `--only-folds K` trains and scores fold K alone, so that a slow
+machine can spread the runs over several sessions; `--parallel N` trains N runs at once (a
+GPU has room for several MiniLM runs). A variant is a name and train.py flags:
 
     python benchmarks/generalisation.py --seeds 0 1 2 --folds 3 \\
         --variant lr-3e-5=--learning_rate=3e-5 --variant pos-none=--pos_weight=none \\
@@ -156,9 +157,20 @@ RUN_RECORD = "benchmark_run.json"  # in a run's folder: what it was trained from
 
 
 def planned_runs(
-    variants: dict[str, list[str]], folds: int, seeds: list[int], pairing: str
+    variants: dict[str, list[str]],
+    folds: int,
+    seeds: list[int],
+    pairing: str,
+    only_folds: list[int] | None = None,
 ) -> list[tuple[str, int, int]]:
-    """(variant, fold, seed) of every run: every fold with every seed, or fold k with seed k."""
+    """(variant, fold, seed) of every run: every fold with every seed, or fold k with seed k.
+
+    `only_folds` keeps the runs of those folds alone (the folds are still dealt from `folds`),
+    so that a machine can spread one benchmark over several sessions, a fold at a time.
+    """
+    wanted = set(range(folds)) if only_folds is None else set(only_folds)
+    if not wanted <= set(range(folds)):
+        raise SystemExit(f"--only-folds {sorted(wanted)}: the folds are numbered 0 to {folds - 1}")
     if pairing == "diagonal":
         if len(seeds) != folds:
             raise SystemExit(
@@ -167,7 +179,7 @@ def planned_runs(
         pairs = list(enumerate(seeds))
     else:
         pairs = [(fold, seed) for fold in range(folds) for seed in seeds]
-    return [(variant, fold, seed) for variant in variants for fold, seed in pairs]
+    return [(variant, fold, seed) for variant in variants for fold, seed in pairs if fold in wanted]
 
 
 def train_once(model: str, folder: Path, run: Path, flags: list[str]) -> None:
@@ -198,6 +210,12 @@ def main() -> int:
         help="all: every fold with every seed; diagonal: fold k with the k-th seed, so that "
         "k runs vary both the split and the seed",
     )
+    parser.add_argument(
+        "--only-folds",
+        type=int,
+        nargs="+",
+        help="train and score these folds alone (numbered from 0), e.g. one fold a session",
+    )
     parser.add_argument("--epochs", type=float, default=5, help="train.py's default: 5")
     parser.add_argument(
         "--variant",
@@ -218,7 +236,7 @@ def main() -> int:
     for spec in args.variant:
         name, _, flags = spec.partition("=")
         variants[name] = flags.split(",")
-    plan = planned_runs(variants, args.folds, args.seeds, args.pairing)
+    plan = planned_runs(variants, args.folds, args.seeds, args.pairing, args.only_folds)
     with tempfile.TemporaryDirectory() as tmp:
         work = args.keep or Path(tmp)
         data = subset(args.data, work / "data-subset", 60 if args.smoke else None)
@@ -239,6 +257,7 @@ def main() -> int:
                 "f1": test_f1(other["validation"], other["test"], labels, DEFAULT_THRESHOLD_STRATEGY, 0),
             }
             for fold, (labels, other) in enumerate(inputs)
+            if fold in {planned_fold for _, planned_fold, _ in plan}
         ]
 
         def one_run(variant: str, fold: int, seed: int) -> tuple[str, int, int, Path]:
@@ -273,6 +292,7 @@ def main() -> int:
             "folds": args.folds,
             "seeds": args.seeds,
             "pairing": args.pairing,
+            "only_folds": args.only_folds,
             "variants": variants,
             "train_args": args.train_arg,
             "summary": rows,

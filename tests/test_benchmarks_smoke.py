@@ -106,6 +106,20 @@ def test_generalisation_pairs_folds_with_seeds_and_reuses_finished_runs(tmp_path
     )
     assert "reused" not in third.stdout
     assert log.with_name("train.1.log").read_text() == first_log and log.read_text() != first_log
+    # One fold alone: its run from the third call is reused; fold 0 is scored by neither model.
+    fourth = run_benchmark(
+        "generalisation.py",
+        *args,
+        "--train-arg=--learning_rate=1e-4",
+        "--only-folds",
+        "1",
+        "--keep",
+        str(keep),
+        "--json",
+        str(out),
+    )
+    assert fourth.stdout.count("reused: ") == 1
+    assert {(r["fold"], r["seed"]) for r in json.loads(out.read_text())["results"]} == {(1, 0), (1, 4)}
 
 
 def test_training_speed_smoke(tiny_model: Path, tmp_path: Path) -> None:
