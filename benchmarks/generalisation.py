@@ -248,6 +248,7 @@ def main() -> int:
         model = args.model or str(pretrained_encoder())
         folders = write_folds(data, args.folds, work / "folds")
         inputs = [fold_inputs(folder) for folder in folders]
+        planned_folds = {fold for _, fold, _ in plan}
         results = [
             {
                 "variant": DEFAULT,
@@ -257,7 +258,7 @@ def main() -> int:
                 "f1": test_f1(other["validation"], other["test"], labels, DEFAULT_THRESHOLD_STRATEGY, 0),
             }
             for fold, (labels, other) in enumerate(inputs)
-            if fold in {planned_fold for _, planned_fold, _ in plan}
+            if fold in planned_folds
         ]
 
         def one_run(variant: str, fold: int, seed: int) -> tuple[str, int, int, Path]:
