@@ -128,9 +128,24 @@ class DataArguments:
     label_format: str = field(
         default="auto",
         metadata={
-            "help": "'indicator': label columns hold 0/1; 'names': each holds a label name "
-            "or nothing; 'auto': detected from the training file.",
+            "help": "'indicator': label columns hold 0/1 (true/false, yes/no); 'names': each holds "
+            "label names or nothing; 'auto': detected from the training file.",
             "choices": list(LABEL_FORMATS),
+        },
+    )
+    label_separator: str | None = field(
+        default=None,
+        metadata={
+            "help": "What joins several label names in one cell, e.g. '|' for a tags column "
+            "holding 'billing|refund' (names format). A cell holding a JSON list "
+            '(\'["billing", "refund"]\') is read as one without this flag.'
+        },
+    )
+    id_column: str | None = field(
+        default=None,
+        metadata={
+            "help": "A column of row ids (e.g. ticket_id): never read by the model, carried to "
+            "every prediction file, the Python API's and the endpoint's results."
         },
     )
     max_seq_length: int = field(
@@ -238,7 +253,12 @@ class DataArguments:
     def column_spec(self) -> ColumnSpec:
         """The text and label columns and the encoding, as the schema module takes them."""
         return ColumnSpec.from_flags(
-            self.text_column_names, self.label_column_names, self.encoding, self.label_display_names
+            self.text_column_names,
+            self.label_column_names,
+            self.encoding,
+            self.label_display_names,
+            self.label_separator,
+            self.id_column,
         )
 
 

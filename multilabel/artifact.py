@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import shutil
 import tarfile
 from collections.abc import Sequence
@@ -23,6 +24,38 @@ logger = logging.getLogger(__name__)
 CLASSIFIER_CONFIG = "classifier_config.json"
 HANDLER = "inference.py"
 TFIDF_FILE = "tfidf.npz"  # the TF-IDF half of a hybrid model (multilabel.tfidf)
+# Joins a row's predicted labels in prediction CSVs, so no label name may contain it.
+LABEL_SEPARATOR = "|"
+MAX_CONFIG_BYTES = 10 * 2**20  # a config.json is a few KB; `check` refuses to read a huge one
+# Every entry train.py (and onnx_export) writes into a model directory: transformers' weights
+# and the tokenizer files of the supported encoder families, this project's files, code/ and
+# onnx/. A folder holding anything else is not replaced (`foreign_entries`).
+MODEL_DIR_NAMES = frozenset(
+    {
+        "config.json",
+        "generation_config.json",
+        "model.safetensors",
+        "model.safetensors.index.json",
+        "pytorch_model.bin",
+        "pytorch_model.bin.index.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+        "added_tokens.json",
+        "chat_template.jinja",
+        "vocab.json",
+        "vocab.txt",
+        "merges.txt",
+        "sentencepiece.bpe.model",
+        "spiece.model",
+        "spm.model",
+        CLASSIFIER_CONFIG,
+        TFIDF_FILE,
+        "code",
+        "onnx",
+    }
+)
+_SHARD = re.compile(r"(model|pytorch_model)-\d+-of-\d+\.(safetensors|bin)")
 
 
 @dataclass(frozen=True)
@@ -50,6 +83,12 @@ class ClassifierConfig:
     # With `train.py --hybrid tfidf`: the encoder's share of each probability, the rest
     # from the TF-IDF model in tfidf.npz (multilabel.tfidf). None: the encoder alone.
     hybrid_weight: float | None = None
+    # `--label_separator`: how a names-format cell joins several names, so that scoring an
+    # evaluation file reads it as training did. None: one name a cell.
+    label_separator: str | None = None
+    # `--id_column`: a field of each record (a CSV column) carried to its result, never
+    # read by the model. None: records hold text fields only.
+    id_column: str | None = None
 
     # pair_encoding.TRUNCATION_STRATEGIES, repeated because this module is standard library only
     # (tests/test_artifact.py pins that the two agree).
@@ -120,6 +159,13 @@ class ClassifierConfig:
         elif isinstance(length, int) and length >= 1 and overlap >= length // 2 and windows != 1:
             problems.append(
                 f"window_overlap: expected less than half of max_seq_length {length}, found {overlap}"
+            )
+        id_column = self.id_column
+        if id_column is not None and (
+            not isinstance(id_column, str) or not id_column.strip() or id_column in columns
+        ):
+            problems.append(
+                f"id_column: expected null or a name other than the text columns, found {id_column!r}"
             )
         if self.window_pooling not in self.POOLINGS:
             problems.append(
@@ -196,6 +242,51 @@ def _is_junk(name: str) -> bool:
     """macOS resource forks and caches that must not ship."""
     parts = name.split("/")
     return any(p.startswith("._") or p in ("__pycache__", ".DS_Store") for p in parts)
+
+
+def id2label_problems(id2label: dict, separator: bool = True) -> list[str]:
+    """Why `config.json`'s id2label cannot name a model's outputs: its ids must be 0..n-1
+    (as strings in the file, integers once transformers reads it), its names distinct,
+    non-empty strings and (with `separator`) free of LABEL_SEPARATOR; [] if it can. The
+    endpoint answers in JSON, so it serves names holding the separator (`separator=False`)."""
+    problems = []
+    ids = sorted(str(k) for k in id2label)
+    expected = [str(i) for i in range(len(id2label))]
+    if sorted(ids, key=lambda k: (len(k), k)) != expected:
+        missing = [i for i in expected if i not in ids]
+        problems.append(
+            f"config.json: id2label's ids must be 0..{len(id2label) - 1}, found {ids[:12]}"
+            + (f" (missing {missing[:12]})" if missing else "")
+        )
+    names = list(id2label.values())
+    bad = [n for n in names if not isinstance(n, str) or not n.strip()]
+    if bad:
+        problems.append(f"config.json: id2label has empty or non-text label names {bad[:5]}")
+    repeated = sorted({n for n in names if isinstance(n, str) and names.count(n) > 1})
+    if repeated:
+        problems.append(
+            f"config.json: id2label names {repeated[:10]} more than one output; each label needs its own name"
+        )
+    joined = [n for n in names if separator and isinstance(n, str) and LABEL_SEPARATOR in n]
+    if joined:
+        problems.append(
+            f"config.json: label name(s) {joined[:5]} contain {LABEL_SEPARATOR!r}, which joins the "
+            "predicted labels in prediction CSVs; rename them"
+        )
+    return problems
+
+
+def foreign_entries(model_dir: str | Path) -> list[str]:
+    """The entries of an existing folder that train.py did not write, sorted; [] for a model folder.
+
+    A folder is train.py's when it holds `classifier_config.json` and nothing but
+    MODEL_DIR_NAMES (and weight shards): only such a folder may be replaced whole.
+    Without `classifier_config.json` every entry is foreign, `config.json` included.
+    """
+    names = sorted(entry.name for entry in Path(model_dir).iterdir() if not _is_junk(entry.name))
+    if CLASSIFIER_CONFIG not in names:
+        return names
+    return [n for n in names if n not in MODEL_DIR_NAMES and not _SHARD.fullmatch(n)]
 
 
 class ArtifactError(ValueError):
@@ -306,6 +397,10 @@ def _classifier_config_problems(raw: bytes, label_names: Sequence[str]) -> list[
 
 def _config_problems(tar: tarfile.TarFile, members: dict[str, tarfile.TarInfo]) -> list[str]:
     """`config.json` and `classifier_config.json`, and whether the two agree."""
+    if members["config.json"].size > MAX_CONFIG_BYTES:
+        return [
+            f"config.json: {members['config.json'].size:,} bytes, more than a model config ever holds ({MAX_CONFIG_BYTES:,})"
+        ]
     try:
         config = json.load(tar.extractfile(members["config.json"]))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
@@ -320,6 +415,8 @@ def _config_problems(tar: tarfile.TarFile, members: dict[str, tarfile.TarInfo]) 
     id2label = config.get("id2label")
     if not id2label or not isinstance(id2label, dict):
         problems.append("config.json: no id2label")
+    elif id2label_problems(id2label):
+        problems += id2label_problems(id2label)
     elif CLASSIFIER_CONFIG in members:
         raw = tar.extractfile(members[CLASSIFIER_CONFIG]).read()
         problems += _classifier_config_problems(raw, list(id2label.values()))

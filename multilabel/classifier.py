@@ -32,7 +32,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from multilabel.artifact import ClassifierConfig
+from multilabel.artifact import ClassifierConfig, id2label_problems
 from multilabel.pair_encoding import TruncationError, encode_pairs, pad_batch
 from multilabel.request_codec import (
     DEFAULT_MAX_RECORDS,
@@ -43,6 +43,7 @@ from multilabel.request_codec import (
     Request,
     RequestError,
     Response,
+    check_options,
     check_records,
     env_int,
     parse_options,
@@ -120,10 +121,12 @@ class Classifier:
         runtime, runtime_problems = RuntimeSettings.from_env(device.type, model_dir)
         problems += runtime_problems
         model_config = AutoConfig.from_pretrained(model_dir, trust_remote_code=False)
-        names = [model_config.id2label[i] for i in range(model_config.num_labels)]
+        label_problems = id2label_problems(model_config.id2label, separator=False)
+        names = [model_config.id2label.get(i, "") for i in range(model_config.num_labels)]
+        problems += label_problems
         try:
             config = ClassifierConfig.load(model_dir)
-            problems += config.problems(names)
+            problems += [] if label_problems else config.problems(names)
         except (FileNotFoundError, ValueError) as err:
             problems.append(str(err))
             config = None
@@ -280,7 +283,9 @@ class Classifier:
         return firsts, seconds
 
     def predict(
-        self, inputs: Sequence[str | Mapping[str, Any]], options: Options | None = None
+        self,
+        inputs: Sequence[str | Mapping[str, Any]],
+        options: Options | Mapping[str, Any] | None = None,
     ) -> list[dict]:
         """Label sets for a list of texts or records: the Python call for a model directory.
 
@@ -291,15 +296,19 @@ class Classifier:
         not a string, raises `RequestError` naming the record (`inputs[2]`), as does a
         record that the model's truncation cannot fit. Any number of inputs: they run in
         chunks within the token budget (`MULTILABEL_MAX_TOKENS`). Returns, in input order,
-        `{"labels": [best first], "scores": {label: probability}}` at the tuned
-        thresholds; `options` changes the thresholds, `top_k` or `return_scores`.
+        `{"labels": [best first], "scores": {label: probability}}` (first the record's id,
+        for a model trained with `--id_column`, when the record has one) at the tuned
+        thresholds; `options` (an `Options`, or the endpoint's parameters such as
+        `{"threshold": 0.3, "top_k": 2}`) changes the thresholds, `top_k` or `return_scores`,
+        checked as the endpoint checks a request's parameters.
         """
         if isinstance(inputs, (str, Mapping)):
             raise TypeError("predict takes a list of texts or records; wrap a single one in a list")
         first = self.config.text_columns[0]
         records = [{first: item} if isinstance(item, str) else item for item in inputs]
         request = Request(records, [f"inputs[{i}]" for i in range(len(records))])
-        checked = check_records(request, self.config.text_columns)
+        checked = check_records(request, self.config.text_columns, self.config.id_column)
+        options = check_options(options, self.label_names, self.config.threshold_list(self.label_names))
         # Any number of inputs: in chunks that the token budget always admits.
         step = max(1, self.max_tokens // self.max_record_tokens)
         results = []
@@ -329,9 +338,11 @@ class Classifier:
             ) from None
         hits = probs >= torch.tensor(options.thresholds)
         results = []
-        for row, row_hits in zip(probs.tolist(), hits.tolist(), strict=True):
+        id_column = self.config.id_column
+        for record, row, row_hits in zip(records, probs.tolist(), hits.tolist(), strict=True):
             chosen = sorted((i for i, hit in enumerate(row_hits) if hit), key=lambda i: -row[i])
-            result: dict[str, Any] = {"labels": [self.label_names[i] for i in chosen[: options.top_k]]}
+            result: dict[str, Any] = {id_column: record[id_column]} if id_column in record else {}
+            result["labels"] = [self.label_names[i] for i in chosen[: options.top_k]]
             if options.return_scores:
                 result["scores"] = dict(zip(self.label_names, row, strict=True))
             results.append(result)
@@ -339,7 +350,7 @@ class Classifier:
 
     def handle(self, request: Request) -> Response:
         """Check a decoded request's records and parameters, and predict."""
-        records = check_records(request, self.config.text_columns)
+        records = check_records(request, self.config.text_columns, self.config.id_column)
         tuned = self.config.threshold_list(self.label_names)
         options = parse_options(request.parameters, self.label_names, tuned)
         return Response(self.decide(request, records, options), request.single)

@@ -45,12 +45,15 @@ def _generate_rows(
     key: a file replaced in place, even with the same size and mtime, is read afresh.
     """
     del fingerprint
-    n_text = len(spec.text_columns)
-    columns = [*spec.text_columns, *schema.label_columns]
+    n_text, n_labels = len(spec.text_columns), len(schema.label_columns)
+    ids = [spec.id_column] if spec.id_column else []
+    columns = [*spec.text_columns, *schema.label_columns, *ids]
     for path in paths:
         for _, _, cells in iter_records(Path(path), columns, spec.encoding):
             row = dict(zip(spec.text_columns, cells[:n_text], strict=True))
-            row[LABELS] = schema.encode(cells[n_text:])
+            row[LABELS] = schema.encode(cells[n_text : n_text + n_labels])
+            if ids:
+                row[ids[0]] = cells[-1]
             yield row
 
 
@@ -59,8 +62,9 @@ def load_split(
 ) -> Dataset:
     """One split (a CSV file or a channel directory of CSVs) as a Dataset with float labels."""
     paths = [str(p) for p in list_csv_files(where)]
+    ids = {spec.id_column: Value("string")} if spec.id_column else {}
     features = Features(
-        {**{c: Value("string") for c in spec.text_columns}, LABELS: Sequence(Value("float32"))}
+        {**{c: Value("string") for c in spec.text_columns}, LABELS: Sequence(Value("float32")), **ids}
     )
     dataset = Dataset.from_generator(
         _generate_rows,
@@ -145,7 +149,7 @@ def tokenize(
         batched=True,
         with_indices=True,
         num_proc=num_proc,
-        remove_columns=list(text_columns),
+        remove_columns=[c for c in dataset.column_names if c != LABELS],  # texts, ids
         desc="tokenising",
     )
     n_truncated = int(np.sum(tokenised.with_format("numpy")["truncated"]))
@@ -185,7 +189,7 @@ def _tokenize_windows(
     tokenised = dataset.map(
         encode,
         batched=True,
-        remove_columns=list(text_columns),
+        remove_columns=[c for c in dataset.column_names if c != LABELS],  # texts, ids
         desc="tokenising windows",
         load_from_cache_file=False,
     )

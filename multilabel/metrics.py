@@ -30,6 +30,7 @@ from multilabel.threshold_strategies import (
     DEFAULT_THRESHOLD_STRATEGY,
     FIXED,
     GLOBAL,
+    MIN_TUNED_F1,
     PER_LABEL,
     SHRINK_POSITIVES,
     SHRUNK,
@@ -121,7 +122,8 @@ def evaluate_split(
 
 
 def best_f1_threshold(probs: np.ndarray, truth: np.ndarray) -> float:
-    """The threshold maximising F1 of one label; DEFAULT_THRESHOLD when it has no positive.
+    """The threshold maximising F1 of one label; DEFAULT_THRESHOLD when it has no positive,
+    or when no cut reaches MIN_TUNED_F1 (the "best" cut would then be noise).
 
     Sorting the scores gives F1 at every cut in one pass. The threshold sits halfway
     between the last score kept and the next one, so it does not hinge on one example.
@@ -138,6 +140,8 @@ def best_f1_threshold(probs: np.ndarray, truth: np.ndarray) -> float:
     kept = (np.arange(1, len(scores) + 1))[last_of_tie]
     f1 = 2 * tp / (kept + n_pos)
     best = int(np.argmax(f1))
+    if f1[best] < MIN_TUNED_F1:
+        return DEFAULT_THRESHOLD
     cut_scores = scores[last_of_tie]
     upper = cut_scores[best]
     lower = cut_scores[best + 1] if best + 1 < len(cut_scores) else 0.0
@@ -289,12 +293,15 @@ def choose_thresholds(
     folds: int = CV_FOLDS,
     seed: int = 0,
     prior_positives: float = SHRINK_POSITIVES,
+    train_positives: np.ndarray | None = None,
 ) -> ThresholdChoice:
     """Thresholds for `probs` by one of THRESHOLD_STRATEGIES, fitted on `probs` and `labels`.
 
     With CROSS_VALIDATED, the candidate with the best mean of micro- and macro-F1 over
     `folds` held-out folds (ties to the one with fewer fitted numbers) is then fitted on
-    the whole set. A set too small to split into folds gets SHRUNK.
+    the whole set. A set too small to split into folds gets SHRUNK. A label with no
+    `train_positives` keeps DEFAULT_THRESHOLD whatever the strategy: the model never saw
+    it, and a threshold tuned to its noise floor would fire on many rows.
     """
     if strategy not in THRESHOLD_STRATEGIES:
         raise ValueError(
@@ -314,10 +321,13 @@ def choose_thresholds(
             cv_scores = cross_validated_scores(probs, truth, folds, seed, prior_positives)
             applied = max(CANDIDATES, key=lambda s: cv_criterion(cv_scores[s]))  # first of ties
             gain = {avg: cv_scores[applied][avg] - cv_scores[PER_LABEL][avg] for avg in ("micro", "macro")}
+    thresholds = fit_thresholds(applied, probs, truth, prior_positives)
+    if train_positives is not None:
+        thresholds = np.where(np.asarray(train_positives) == 0, DEFAULT_THRESHOLD, thresholds)
     return ThresholdChoice(
         requested=strategy,
         applied=applied,
-        thresholds=fit_thresholds(applied, probs, truth, prior_positives),
+        thresholds=thresholds,
         positives=truth.sum(axis=0),
         global_threshold=global_threshold(probs, truth),
         cv_scores=cv_scores,

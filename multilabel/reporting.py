@@ -12,12 +12,12 @@ from pathlib import Path
 import numpy as np
 
 from multilabel import metrics, threshold_strategies
+from multilabel.artifact import LABEL_SEPARATOR
 from multilabel.metric_names import per_label_key, split_prefix, split_results
 from multilabel.run_paths import SPLITS
 
 logger = logging.getLogger(__name__)
 
-LABEL_SEPARATOR = "|"
 EVALUATED_SPLITS = tuple(s for s in SPLITS if s != "train")
 # Every file a run writes into the output-data directory; a run deletes the ones it
 # does not write, so the folder never mixes two runs' results.
@@ -46,12 +46,21 @@ def write_results(
     thresholds: np.ndarray,
     label_names: Sequence[str],
     length_lines: Sequence[str] = (),
+    ids: Mapping[str, tuple[str, Sequence[str]]] | None = None,
 ) -> None:
-    """Metrics, per-row predictions and the per-label report (test set, else validation),
+    """Metrics, per-row predictions (with each row's id from `ids`, split -> (id column,
+    values), and its true labels) and the per-label report (test set, else validation),
     which ends with `length_lines` (`data.length_report`) when given."""
     save_metrics(output_dir, results)
     for split, evaluation in evaluations.items():
-        write_predictions(output_dir / f"{split}_predictions.csv", evaluation.probs, thresholds, label_names)
+        write_predictions(
+            output_dir / f"{split}_predictions.csv",
+            evaluation.probs,
+            thresholds,
+            label_names,
+            (ids or {}).get(split),
+            evaluation.labels,
+        )
     report_split = "test" if "test" in evaluations else "validation"
     write_label_report(
         output_dir,
@@ -96,18 +105,32 @@ def save_metrics(output_dir: Path, results: Mapping[str, Mapping[str, float]]) -
     (output_dir / "all_results.json").write_text(json.dumps(merged, indent=4, sort_keys=True) + "\n")
 
 
+def _joined(label_names: Sequence[str], hits: Sequence[bool]) -> str:
+    return LABEL_SEPARATOR.join(n for n, hit in zip(label_names, hits, strict=True) if hit)
+
+
 def write_predictions(
-    path: Path, probs: np.ndarray, thresholds: np.ndarray, label_names: Sequence[str]
+    path: Path,
+    probs: np.ndarray,
+    thresholds: np.ndarray,
+    label_names: Sequence[str],
+    ids: tuple[str, Sequence[str]] | None = None,
+    truth: np.ndarray | None = None,
 ) -> None:
-    """One line per input row, in input order: predicted label names and every probability."""
+    """One line per input row, in input order: its number, its id (`ids`: the id column's
+    name and values), the predicted label names, the true ones (with `truth`), and every
+    probability."""
     decisions = metrics.decide(probs, thresholds)
+    header = ["row", *(ids[:1] if ids else ()), "predicted_labels"]
+    header += ["true_labels"] if truth is not None else []
     with open(path, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
-        writer.writerow(["row", "predicted_labels", *(f"prob_{n}" for n in label_names)])
-        for i, (row_probs, row_hits) in enumerate(zip(probs, decisions, strict=False), start=1):
-            predicted = LABEL_SEPARATOR.join(n for n, hit in zip(label_names, row_hits, strict=False) if hit)
+        writer.writerow([*header, *(f"prob_{n}" for n in label_names)])
+        for i, (row_probs, row_hits) in enumerate(zip(probs, decisions, strict=True)):
+            cells = [i + 1, *((ids[1][i],) if ids else ()), _joined(label_names, row_hits)]
+            cells += [_joined(label_names, truth[i] >= 0.5)] if truth is not None else []
             # Shortest exact repr: the file reproduces the reported metrics exactly.
-            writer.writerow([i, predicted, *(repr(float(p)) for p in row_probs)])
+            writer.writerow([*cells, *(repr(float(p)) for p in row_probs)])
     logger.debug("per-row predictions written to %s", path)
 
 

@@ -181,7 +181,7 @@ def _text(body: str | bytes) -> str:
 def _parse_json(body: str) -> Request:
     """One record, a list of records, or either under "inputs" with "parameters"."""
     try:
-        payload = json.loads(body)
+        payload = _loads(body)
     except json.JSONDecodeError as err:
         where = f"line {err.lineno} column {err.colno}"
         raise RequestError(f"body is not valid JSON: {err}", "invalid JSON", where) from None
@@ -194,7 +194,8 @@ def _parse_json(body: str) -> Request:
                 "unknown top-level key",
                 "body",
             )
-        parameters = payload.get("parameters") or {}
+        parameters = payload.get("parameters")
+        parameters = {} if parameters is None else parameters
         payload = payload["inputs"]
         prefix = "inputs"
     else:
@@ -216,14 +217,24 @@ def _parse_json(body: str) -> Request:
     )
 
 
+def _loads(text: str) -> Any:
+    """`json.loads`, with integers too long for Python (over 4,300 digits) read as infinity,
+    so that the parameter check names the parameter instead of the parser failing."""
+    return json.loads(text, parse_int=lambda digits: int(digits) if len(digits) <= 4300 else math.inf)
+
+
 def _parse_jsonlines(body: str) -> Request:
-    """One record a line (bare, or {"inputs": record}); blank lines are skipped."""
+    """One record a line (bare, or {"inputs": record}); blank lines are skipped.
+
+    Lines end at "\n" only (JSON Lines' separator, "\r\n" included): `str.splitlines`
+    would also cut at U+2028, U+2029 or U+0085, which JSON allows raw inside a string.
+    """
     records, locations = [], []
-    for number, line in enumerate(body.splitlines(), start=1):
+    for number, line in enumerate(body.split("\n"), start=1):
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
+            record = _loads(line)
         except json.JSONDecodeError as err:
             raise RequestError(
                 f"line {number} is not valid JSON: {err}", "invalid JSON", f"line {number}"
@@ -310,8 +321,12 @@ def _check_header(header: Sequence[str], text_columns: Sequence[str]) -> None:
         )
 
 
-def check_records(request: Request, text_columns: Sequence[str]) -> list[dict[str, str]]:
-    """Each record as {text column: string}; the first text column is required."""
+def check_records(
+    request: Request, text_columns: Sequence[str], id_column: str | None = None
+) -> list[dict[str, Any]]:
+    """Each record as {text column: string}; a missing or null text field is empty, as in
+    training's CSVs, but a record must name at least one of them. With the model's
+    `id_column`, a record may also carry an id (a string or a number), kept as it is."""
     if request.header is not None:
         _check_header(request.header, text_columns)
     records = []
@@ -322,19 +337,24 @@ def check_records(request: Request, text_columns: Sequence[str]) -> list[dict[st
                 "record not an object",
                 where,
             )
-        unknown = sorted(set(record) - set(text_columns))
+        unknown = sorted(set(record) - {*text_columns, id_column})
         if unknown:
+            ids = f" and the id field {id_column!r}" if id_column else ""
             raise RequestError(
-                f"{where}: unknown field(s) {unknown}; the model reads {list(text_columns)}",
+                f"{where}: unknown field(s) {unknown}; the model reads {list(text_columns)}{ids}",
                 "unknown field",
                 where,
             )
-        if text_columns[0] not in record:
-            raise RequestError(f"{where}: missing field '{text_columns[0]}'", "missing field", where)
+        if not set(record) & set(text_columns):
+            raise RequestError(
+                f"{where}: no text field; the model reads {list(text_columns)} (a missing one is empty)",
+                "missing field",
+                where,
+            )
         clean = {}
         for name in text_columns:
             value = record.get(name, "")
-            if value is None and name != text_columns[0]:
+            if value is None:
                 value = ""
             if not isinstance(value, str):
                 raise RequestError(
@@ -352,6 +372,15 @@ def check_records(request: Request, text_columns: Sequence[str]) -> list[dict[st
                     where,
                 ) from None
             clean[name] = value
+        if id_column in record:
+            value = record[id_column]
+            if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+                raise RequestError(
+                    f"{where}: the id field {id_column!r} must be a string or a number, found {type(value).__name__}",
+                    "bad id",
+                    where,
+                )
+            clean[id_column] = value
         records.append(clean)
     return records
 
@@ -367,13 +396,18 @@ class Options:
 
 def _probability(value: Any, name: str) -> float:
     """A number in [0, 1] for the parameter `name`."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:  # NaN
         raise RequestError(
             f"parameter '{name}' must be a number in [0, 1], found {value!r}", "bad threshold", "parameters"
         )
     if not 0.0 <= value <= 1.0:
+        shown = (
+            str(value)
+            if isinstance(value, float) or abs(value) < 10**20
+            else f"an integer of {len(str(value))} digits"
+        )
         raise RequestError(
-            f"parameter '{name}' must be in [0, 1], found {value}", "bad threshold", "parameters"
+            f"parameter '{name}' must be in [0, 1], found {shown}", "bad threshold", "parameters"
         )
     return float(value)
 
@@ -415,6 +449,46 @@ def parse_options(
             "parameters",
         )
     return Options(thresholds=thresholds, top_k=top_k, return_scores=return_scores)
+
+
+def check_options(
+    options: Options | Mapping[str, Any] | None, label_names: Sequence[str], tuned: Sequence[float]
+) -> Options:
+    """The Python API's options, checked by the endpoint's own rules (`parse_options`).
+
+    `options` is an `Options` (one threshold per label, in the model's label order) or the
+    endpoint's `parameters` mapping (`{"threshold": 0.3, "top_k": 2}`); None means the tuned
+    thresholds.
+    """
+    if options is None:
+        return Options(thresholds=list(tuned))
+    if isinstance(options, Mapping):
+        return parse_options(options, label_names, tuned)
+    if not isinstance(options, Options):
+        raise TypeError(
+            f"options: expected an Options or a mapping of parameters, found {type(options).__name__}"
+        )
+    thresholds = options.thresholds
+    if isinstance(thresholds, (str, bytes)) or not isinstance(thresholds, Sequence):
+        found = type(thresholds).__name__
+    elif len(thresholds) != len(label_names):
+        found = f"{len(thresholds)}"
+    else:
+        found = None
+    if found is not None:
+        raise RequestError(
+            f"Options.thresholds: expected {len(label_names)} thresholds, one per label in the order "
+            f"{list(label_names)}, found {found}; for one threshold for every label, pass "
+            "{'threshold': t} as options",
+            "bad threshold",
+            "parameters",
+        )
+    parameters = {
+        "threshold": dict(zip(label_names, thresholds, strict=True)),
+        "top_k": options.top_k,
+        "return_scores": options.return_scores,
+    }
+    return parse_options(parameters, label_names, tuned)
 
 
 def encode_response(response: Response, accept: str | None) -> str:

@@ -226,6 +226,14 @@ class TrainConfig(ContainerChoice):
             "choices": LABEL_FORMATS,
         },
     )
+    label_separator: str | None = field(
+        default=None,
+        metadata={"help": "what joins several label names in one cell, e.g. '|' for 'billing|refund'"},
+    )
+    id_column: str | None = field(
+        default=None,
+        metadata={"help": "a column of row ids, carried to every prediction and never read by the model"},
+    )
     spot: bool = field(default=False, metadata={"help": "managed spot training, resumed from S3 checkpoints"})
     max_run: int = field(default=24 * 3600, metadata={"help": "the job's time limit, in seconds"})
     max_wait: int | None = field(
@@ -259,13 +267,54 @@ class TrainConfig(ContainerChoice):
     base_job_name: str = "multilabel"
     wait: bool = field(default=True, metadata={"help": "stream the job's logs until it ends"})
 
+    def data_settings(self) -> dict[str, str]:
+        """How train.py will read the data: launch's own column and label flags, each replaced
+        by the same setting given with `--hp` (`--hp label_format=names`). The one place that
+        decides them: the local check and the job both read it."""
+        settings = {
+            "text_column_names": self.text_column_names,
+            "label_column_names": self.label_column_names,
+            "label_format": self.label_format,
+            "label_separator": self.label_separator,
+            "id_column": self.id_column,
+        }
+        for key, value in self.hyperparameters.items():
+            if hyperparameter_name(key) in DATA_SETTINGS:
+                settings[hyperparameter_name(key)] = None if value is None else str(value)
+        return {key: value for key, value in settings.items() if value is not None}
+
     def column_spec(self) -> ColumnSpec:
-        """The columns to validate, and the encoding that train.py gets as `--hp encoding=...`."""
-        encoding = str(self.hyperparameters.get("encoding", DEFAULT_ENCODING))
-        display = self.hyperparameters.get("label_display_names")
+        """The columns to validate, and the encoding, as train.py will read them (`data_settings`)."""
+        settings = self.data_settings()
         return ColumnSpec.from_flags(
-            self.text_column_names, self.label_column_names, encoding, str(display) if display else None
+            settings["text_column_names"],
+            settings.get("label_column_names"),
+            settings.get("encoding", DEFAULT_ENCODING),
+            settings.get("label_display_names"),
+            settings.get("label_separator"),
+            settings.get("id_column"),
         )
+
+    def label_format_setting(self) -> str:
+        """The label format train.py will be told (`--label-format`, or `--hp label_format`)."""
+        return self.data_settings().get("label_format", AUTO_FORMAT)
+
+
+# train.py's settings of how the CSV files read: checked locally before anything is uploaded.
+DATA_SETTINGS = (
+    "text_column_names",
+    "label_column_names",
+    "label_format",
+    "label_separator",
+    "id_column",
+    "encoding",
+    "label_display_names",
+)
+
+
+def hyperparameter_name(key: object) -> str:
+    """A `--hp` key as train.py's argument name: `--label-format` -> `label_format`."""
+    return str(key).removeprefix("--").replace("-", "_")
 
 
 def run_prefix(base_job_name: str) -> str:
@@ -273,22 +322,18 @@ def run_prefix(base_job_name: str) -> str:
 
 
 def job_hyperparameters(config: TrainConfig) -> dict[str, Any]:
-    """train.py's arguments for the job: the column flags, then the user's `--hp`.
+    """train.py's arguments for the job: the data settings (`TrainConfig.data_settings`), then
+    the user's other `--hp`.
 
     `label_display_names` given as a local JSON file is sent as its content: the file does
     not travel to the training instance.
     """
-    hyperparameters = dict(config.hyperparameters)
-    display = hyperparameters.get("label_display_names")
-    if display:
+    settings = config.data_settings()
+    if settings.get("label_display_names"):
         names = dict(config.column_spec().display_names)
-        hyperparameters["label_display_names"] = json.dumps(names, ensure_ascii=False)
-    return {
-        "text_column_names": config.text_column_names,
-        "label_format": config.label_format,
-        **({"label_column_names": config.label_column_names} if config.label_column_names else {}),
-        **hyperparameters,
-    }
+        settings["label_display_names"] = json.dumps(names, ensure_ascii=False)
+    others = {k: v for k, v in config.hyperparameters.items() if hyperparameter_name(k) not in DATA_SETTINGS}
+    return {**settings, **others}
 
 
 def build_estimator(session, config: TrainConfig, source_dir: str, prefix: str, label_names: Sequence[str]):
@@ -336,7 +381,7 @@ def train(session, config: TrainConfig, *, dry_run: bool = False) -> str:
     (see `dry_run_request`), and the log says what would be uploaded and started."""
     channels = [split for split, where in config.files.items() if where]
     check_hyperparameters(job_hyperparameters(config), channels, config.instance_type)
-    schema = validate_local_data(config.files, config.column_spec(), config.label_format)
+    schema = validate_local_data(config.files, config.column_spec(), config.label_format_setting())
     check_instance_type(session, config.instance_type, "TrainingInstanceType")
     resolve_role(config.role)
     check_credentials(session)

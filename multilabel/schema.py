@@ -6,11 +6,12 @@ rules that `train.py` applies.
 
 Two label formats are understood:
 
-* ``indicator``: each label column holds 0/1 (or true/false); the label names are
-  the column names.
-* ``names``: each label column is a slot holding one label name or nothing; a row's
-  label set is the union of its slots, and the label names are the distinct values
-  seen in the training file.
+* ``indicator``: each label column holds 0/1 (or true/false, yes/no, y/n); the label
+  names are the column names.
+* ``names``: each label column holds label names or nothing: one name, several joined by
+  ``--label_separator`` (``billing|refund``), or a JSON list (``["billing", "refund"]``).
+  A row's label set is the union of its cells, and the label names are the distinct
+  names seen in the training file.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from multilabel.artifact import LABEL_SEPARATOR
 from multilabel.csv_files import DEFAULT_ENCODING, iter_records, list_csv_files, read_header
 from multilabel.errors import ArgumentError, DataValidationError
 
@@ -34,10 +36,36 @@ NAMES_FORMAT = "names"
 AUTO_FORMAT = "auto"
 LABEL_FORMATS = (AUTO_FORMAT, INDICATOR_FORMAT, NAMES_FORMAT)
 
-_TRUE = {"1", "true", "1.0"}
-_FALSE = {"0", "false", "0.0"}
+_TRUE = {"1", "true", "1.0", "yes", "y"}
+_FALSE = {"0", "false", "0.0", "no", "n"}
+# Separators a cell of several label names is commonly written with (`billing|refund`);
+# under `auto`, label values holding one are refused unless --label_separator reads them.
+_LABEL_SEPARATORS = ("|", ";", ",")
 _MAX_LISTED_ROWS = 10
 _OTHER_DELIMITERS = (";", "\t", "|")
+
+
+def cell_labels(value: str, separator: str | None = None) -> list[str] | None:
+    """The label names one names-format cell holds; None for a cell that cannot be read.
+
+    Blank: none. `["a", "b"]` (a JSON list of strings): those. With `separator`, the
+    parts between separators; else the whole cell. Names are stripped, blanks dropped.
+    """
+    import json
+
+    text = value.strip()
+    if not text:
+        return []
+    if text.startswith("[") and text.endswith("]"):
+        try:
+            items = json.loads(text)
+        except json.JSONDecodeError:
+            return None
+        if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+            return None
+        return [i.strip() for i in items if i.strip()]
+    parts = text.split(separator) if separator else [text]
+    return [p.strip() for p in parts if p.strip()]
 
 
 def split_names(names: str) -> tuple[str, ...]:
@@ -112,6 +140,10 @@ class ColumnSpec:
     encoding: str = DEFAULT_ENCODING
     # (column, display name) pairs of indicator-format label columns; others keep their column name.
     display_names: tuple[tuple[str, str], ...] = ()
+    # Names-format cells holding several names joined by this (`billing|refund`); None: one a cell.
+    label_separator: str | None = None
+    # A column of row ids, carried to every prediction and never read by the model.
+    id_column: str | None = None
 
     def __post_init__(self) -> None:
         """Every problem of the column lists and the encoding, in one `ArgumentError`."""
@@ -135,6 +167,20 @@ class ColumnSpec:
                 f"column '{name}' is in both --text_column_names and --label_column_names; "
                 "a column is either text or a label"
             )
+        if self.label_separator is not None and not self.label_separator.strip():
+            problems.append(
+                f"--label_separator: expected a character such as '|', ';' or ',', found {self.label_separator!r}"
+            )
+        if self.id_column is not None:
+            if not self.id_column.strip():
+                problems.append(
+                    "--id_column: an empty column name; name the column of row ids, or leave it out"
+                )
+            elif self.id_column in (*texts, *(labels or ())):
+                problems.append(
+                    f"--id_column {self.id_column!r} is also a text or label column; the id column is "
+                    "never read by the model"
+                )
         try:
             "".encode(self.encoding)  # LookupError for unknown and for non-text codecs (base64)
         except LookupError:
@@ -151,17 +197,20 @@ class ColumnSpec:
         label_column_names: str | None,
         encoding: str = DEFAULT_ENCODING,
         label_display_names: str | None = None,
+        label_separator: str | None = None,
+        id_column: str | None = None,
     ) -> ColumnSpec:
         """The spec from the comma-separated lists that train.py and launch.py take as flags."""
         labels = split_names(label_column_names) if label_column_names is not None else None
         display = tuple(parse_display_names(label_display_names).items()) if label_display_names else ()
-        return cls(split_names(text_column_names), labels, encoding, display)
+        id_column = id_column.strip() if id_column is not None else None
+        return cls(split_names(text_column_names), labels, encoding, display, label_separator, id_column)
 
     def resolve_label_columns(self, header: Sequence[str]) -> tuple[str, ...]:
-        """The label columns for a file with this header."""
+        """The label columns for a file with this header (never the id column)."""
         if self.label_columns is not None:
             return self.label_columns
-        return tuple(c for c in header if c.startswith(LABEL_COLUMN_PREFIX))
+        return tuple(c for c in header if c.startswith(LABEL_COLUMN_PREFIX) and c != self.id_column)
 
 
 @dataclass
@@ -171,6 +220,7 @@ class LabelSchema:
     label_format: str
     label_columns: tuple[str, ...]
     label_names: tuple[str, ...]
+    separator: str | None = None  # names format: what joins several names in one cell
 
     def encode(self, values: Sequence[str]) -> list[float]:
         """One row's label cells (in `label_columns` order) as a multi-hot vector."""
@@ -179,8 +229,7 @@ class LabelSchema:
         index = {name: i for i, name in enumerate(self.label_names)}
         hot = [0.0] * len(self.label_names)
         for value in values:
-            name = value.strip()
-            if name:
+            for name in cell_labels(value, self.separator) or ():
                 hot[index[name]] = 1.0
         return hot
 
@@ -241,7 +290,8 @@ def scan_file(path: Path, spec: ColumnSpec, label_columns: Sequence[str]) -> Fil
     report = FileReport(path=str(path))
     try:
         header = read_header(path, spec.encoding)
-        report.problems += _check_header(path, header, [*spec.text_columns, *label_columns])
+        ids = [spec.id_column] if spec.id_column else []
+        report.problems += _check_header(path, header, [*spec.text_columns, *label_columns, *ids])
         if report.problems:
             return report
         n_text = len(spec.text_columns)
@@ -274,18 +324,22 @@ def scan_file(path: Path, spec: ColumnSpec, label_columns: Sequence[str]) -> Fil
     return report
 
 
-def detect_label_format(values: set[str], requested: str) -> str:
+def detect_label_format(values: set[str], requested: str, separator: str | None = None) -> str:
     """The label format; for `auto`, decided from the training file's distinct label cells.
 
-    Any 0/1/true/false cell means `indicator`: then a stray value ("2", "yes") is
-    reported as an error instead of silently becoming a label name. Files of label
-    names hold names and blanks; a names file whose labels are called "0" or "1" needs
-    `--label_format names` (and some blank cell, else it is taken for indicator data).
+    A `separator` means `names`. Otherwise any 0/1/true/false/yes/no cell means
+    `indicator`: then a stray value ("2", "maybe") is reported as an error instead of
+    silently becoming a label name. Files of label names hold names and blanks; a names
+    file whose labels are called "0" or "yes" needs `--label_format names` (and some blank
+    cell, else it is taken for indicator data).
     """
     if requested not in LABEL_FORMATS:
         raise ValueError(f"label_format: expected one of {LABEL_FORMATS}, found {requested!r}")
     if requested != AUTO_FORMAT:
         return requested
+    if separator:
+        logger.info("label format: names (--label_separator %r)", separator)
+        return NAMES_FORMAT
     values = {v.lower() for v in values}
     chosen = INDICATOR_FORMAT if values & (_TRUE | _FALSE) else NAMES_FORMAT
     logger.info("label format: %s (detected from the training file's label values)", chosen)
@@ -297,8 +351,9 @@ def check_label_cells(
 ) -> tuple[list[str], dict[str, int]]:
     """Per-cell label checks for one file; returns (problems, positives per label name).
 
-    In indicator format each cell must be 0/1/true/false. In names format, a name not
-    in `known` (the training file's names; None for the training file itself) is an error.
+    In indicator format each cell must be 0/1/true/false/yes/no. In names format, a cell
+    that is no readable JSON list, or a name not in `known` (the training file's names;
+    None for the training file itself), is an error.
     """
     bad: dict[str, list[int]] = {}
     found: dict[str, set[str]] = {}
@@ -319,17 +374,21 @@ def check_label_cells(
                 elif v.lower() in _TRUE:
                     positives[name_of[column]] += 1
             elif v:
-                if known is not None and v not in known:
+                names = cell_labels(v, schema.separator)
+                if names is None or (known is not None and not set(names) <= known):
                     bad.setdefault(column, []).append(row_number)
                     found.setdefault(column, set()).add(value)
                 else:
-                    positives[v] += 1
+                    for name in set(names):
+                        positives[name] += 1
     problems = []
     for column, rows in bad.items():
         values = sorted(found[column])[:5]
         hint = ""
         if schema.label_format == INDICATOR_FORMAT:
-            expected = "expected 0/1 or true/false"
+            expected = "expected 0/1, true/false or yes/no"
+        elif known is None or all(cell_labels(v, schema.separator) is None for v in values):
+            expected = "a JSON list of label names (strings), as the cell starts with '[' and ends with ']'"
         else:
             expected = "label name(s) never seen in the training file"
             folded = {_fold(k): k for k in known or ()}
@@ -386,6 +445,7 @@ def _variant_problems(
     spec: ColumnSpec,
     label_columns: Sequence[str],
     names: Sequence[str],
+    separator: str | None,
 ) -> list[str]:
     """Label names that differ only in case or spacing, with the rows of each spelling."""
     groups: dict[str, list[str]] = {}
@@ -398,7 +458,8 @@ def _variant_problems(
     n_text = len(spec.text_columns)
     for p in train_paths:
         for row_number, _, cells in iter_records(p, [*spec.text_columns, *label_columns], spec.encoding):
-            for value in {c.strip() for c in cells[n_text:]} & variants:
+            held = {n for c in cells[n_text:] for n in cell_labels(c, separator) or ()}
+            for value in held & variants:
                 rows.setdefault(value, {}).setdefault(p, []).append(row_number)
     problems = []
     for group in (g for g in groups.values() if len(g) > 1):
@@ -436,6 +497,36 @@ def _display_names(first: Path, label_columns: Sequence[str], display: dict[str,
     return names
 
 
+def _joined_label_problems(first: Path, values: set[str], requested: str, separator: str | None) -> list[str]:
+    """Label values that hold several labels but would each become one label.
+
+    Without `separator`, values joined by one of _LABEL_SEPARATORS (two distinct values
+    holding the same one, under `auto`) are refused with the flag that reads them: a label
+    per combination is never what a user meant. A name holding LABEL_SEPARATOR is always
+    refused: it joins predicted labels in the prediction CSVs.
+    """
+    names = {n for v in values for n in cell_labels(v, separator) or ()}
+    problems = []
+    if separator is None and requested == AUTO_FORMAT:
+        for candidate in _LABEL_SEPARATORS:
+            joined = sorted(v for v in names if candidate in v)
+            if len(joined) >= 2 or (candidate == LABEL_SEPARATOR and joined):
+                problems.append(
+                    f"{first}: label cells such as {joined[:3]} hold several labels joined by "
+                    f"{candidate!r}; pass --label_separator '{candidate}' to read each name as its own "
+                    "label (or --label_format names to keep every cell as one label)"
+                )
+                return problems
+    joined = sorted(n for n in names if LABEL_SEPARATOR in n)
+    if joined:
+        problems.append(
+            f"{first}: label name(s) {joined[:3]} contain {LABEL_SEPARATOR!r}, which joins the predicted "
+            f"labels in prediction CSVs; pass --label_separator '{LABEL_SEPARATOR}' if it separates labels, "
+            "or rename them"
+        )
+    return problems
+
+
 def validate_files(
     files: dict[str, str | os.PathLike | None],
     spec: ColumnSpec | None = None,
@@ -447,9 +538,11 @@ def validate_files(
     Collects every problem in every file and raises one `DataValidationError`; returns
     the label schema learnt from the training file. Warnings (a label with no positive
     example in train) are logged. With `validation_split_size` and no validation file,
-    the training rows must be enough for the stratified split.
+    the training rows must be enough for the stratified split. The spec's `label_separator`
+    splits a names-format cell into several names (`billing|refund`).
     """
     spec = spec or ColumnSpec()
+    label_separator = spec.label_separator
     if not files.get("train"):
         raise DataValidationError(["no training file: pass --train_file or set SM_CHANNEL_TRAIN"])
     problems: list[str] = []
@@ -504,7 +597,14 @@ def validate_files(
         raise DataValidationError(problems + split_problems)
 
     train_values = set().union(*(r.label_values for r in reports["train"]))
-    fmt = detect_label_format(train_values, label_format)
+    if label_separator is not None and label_format == INDICATOR_FORMAT:
+        raise DataValidationError(
+            [
+                f"--label_separator {label_separator!r} splits cells of label names, but --label_format "
+                "is indicator (0/1 cells); leave one of the two out"
+            ]
+        )
+    fmt = detect_label_format(train_values, label_format, label_separator)
     if label_format == NAMES_FORMAT and train_values and {v.lower() for v in train_values} <= _TRUE | _FALSE:
         raise DataValidationError(
             [
@@ -523,13 +623,23 @@ def validate_files(
                     "label columns hold label names already; leave the flag out, or rename the values"
                 ]
             )
-        names = tuple(sorted(v for v in train_values if v))
-        if not names:
-            raise DataValidationError([f"{first}: the label columns {list(label_columns)} are all empty"])
-        problems += _variant_problems(files["train"], paths["train"], spec, label_columns, names)
+        problems += _joined_label_problems(first, train_values, label_format, label_separator)
         if problems:
             raise DataValidationError(problems)
-    schema = LabelSchema(label_format=fmt, label_columns=tuple(label_columns), label_names=names)
+        names = tuple(sorted({n for v in train_values for n in cell_labels(v, label_separator) or ()}))
+        if not names and all(cell_labels(v, label_separator) is not None for v in train_values):
+            raise DataValidationError([f"{first}: the label columns {list(label_columns)} are all empty"])
+        problems += _variant_problems(
+            files["train"], paths["train"], spec, label_columns, names, label_separator
+        )
+        if problems:
+            raise DataValidationError(problems)
+    schema = LabelSchema(
+        label_format=fmt,
+        label_columns=tuple(label_columns),
+        label_names=names,
+        separator=label_separator if fmt == NAMES_FORMAT else None,
+    )
 
     train_positives = dict.fromkeys(names, 0)
     for split, split_paths in paths.items():

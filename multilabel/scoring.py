@@ -16,10 +16,11 @@ replace a previous scoring run's in `--output_data_dir`; a training run's result
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,7 +110,30 @@ def column_spec(model: TrainedModel, data_args: DataArguments) -> ColumnSpec:
     labels = model.config.label_columns
     if data_args.label_column_names is not None:
         labels = split_names(data_args.label_column_names)
-    return ColumnSpec(model.config.text_columns, labels, data_args.encoding)
+    return ColumnSpec(
+        model.config.text_columns,
+        labels,
+        data_args.encoding,
+        label_separator=model.config.label_separator,
+        id_column=data_args.id_column or model.config.id_column,
+    )
+
+
+def drop_missing_saved_id(spec: ColumnSpec, files: Mapping[str, str], data_args: DataArguments) -> ColumnSpec:
+    """The spec without the model's saved id column when the files lack it (an id column
+    given as --id_column is required)."""
+    if data_args.id_column or not spec.id_column:
+        return spec
+    try:
+        headers = [read_header(p, spec.encoding) for where in files.values() for p in list_csv_files(where)]
+    except DataValidationError:
+        return spec  # `validate` names the unreadable file
+    if all(spec.id_column in header for header in headers):
+        return spec
+    logger.info(
+        "the files have no %r column (the model's id column): predictions carry row numbers", spec.id_column
+    )
+    return dataclasses.replace(spec, id_column=None)
 
 
 def label_schema(model: TrainedModel, spec: ColumnSpec, header: Sequence[str]) -> LabelSchema:
@@ -126,7 +150,7 @@ def label_schema(model: TrainedModel, spec: ColumnSpec, header: Sequence[str]) -
                 f"{list(model.config.label_columns or model.label_names)}; found the label columns {list(columns)}"
             ]
         )
-    return LabelSchema(fmt, tuple(columns), model.label_names)
+    return LabelSchema(fmt, tuple(columns), model.label_names, model.config.label_separator)
 
 
 def check_file(
@@ -253,6 +277,7 @@ def run(
     staging.check_writable(output_data_dir, "--output_data_dir")
     check_training_results_kept(output_data_dir, training_args.overwrite_output_dir)
     spec = column_spec(model, data_args)
+    spec = drop_missing_saved_id(spec, files, data_args)
     schema, labelled = validate(files, model, spec)
     if data_args.model_dir:
         logger.warning(
@@ -313,7 +338,12 @@ def run(
     if trainer.is_world_process_zero():
         staged = staging.staging_dir(output_data_dir)
         try:
-            write_outputs(staged, results, evaluations, probs, thresholds, model.label_names)
+            ids = (
+                {split: (spec.id_column, raw[split][spec.id_column]) for split in raw}
+                if spec.id_column
+                else {}
+            )
+            write_outputs(staged, results, evaluations, probs, thresholds, model.label_names, ids)
             staging.replace_files(staged, output_data_dir, reporting.OUTPUT_DATA_FILES)
         finally:
             staging.discard(staged)
@@ -355,10 +385,20 @@ def write_outputs(
     probs: dict[str, np.ndarray],
     thresholds: np.ndarray,
     label_names: Sequence[str],
+    ids: Mapping[str, tuple[str, Sequence[str]]] | None = None,
 ) -> None:
-    """Per-row predictions of every scored split; metrics and the label report of the labelled ones."""
+    """Per-row predictions of every scored split (with their ids and, where the file has
+    them, true labels); metrics and the label report of the labelled ones."""
     for split, split_probs in probs.items():
-        reporting.write_predictions(folder / f"{split}_predictions.csv", split_probs, thresholds, label_names)
+        truth = evaluations[split].labels if split in evaluations else None
+        reporting.write_predictions(
+            folder / f"{split}_predictions.csv",
+            split_probs,
+            thresholds,
+            label_names,
+            (ids or {}).get(split),
+            truth,
+        )
     if results:
         reporting.save_metrics(folder, results)
         split = "test" if "test" in evaluations else "validation"

@@ -15,9 +15,12 @@ import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
+from multilabel.artifact import CLASSIFIER_CONFIG, foreign_entries
 from multilabel.errors import UsageError
 
 logger = logging.getLogger(__name__)
+
+_LISTED = 10  # entries named in a refusal
 
 
 class OutputLocationError(UsageError):
@@ -48,12 +51,18 @@ def _inside(path: Path, folder: Path) -> bool:
 
 
 def check_output_locations(
-    model_dir: str, output_data_dir: str, checkpoint_dir: str, data_files: Mapping[str, str | None]
+    model_dir: str,
+    output_data_dir: str,
+    checkpoint_dir: str,
+    data_files: Mapping[str, str | None],
+    model_name_or_path: str | None = None,
+    tokenizer_name: str | None = None,
 ) -> None:
     """Every output location is writable, and replacing the model folder destroys nothing else.
 
-    The model folder is replaced whole at the end of a run, so checkpoints, results and
-    input files must not live inside it, and an existing folder must be a model folder.
+    The model folder is replaced whole at the end of a run, so checkpoints, results, input
+    files and the model the run starts from must not live inside it (nor it inside the
+    model), and an existing folder must be one that train.py wrote (`foreign_entries`).
     """
     model = Path(model_dir).resolve()
     for path, what in (
@@ -71,11 +80,25 @@ def check_output_locations(
                 f"the {split} data {where} is inside --model_dir {model_dir}, which is replaced "
                 "at the end of the run; move the data or choose another --model_dir."
             )
-    if model.is_dir() and any(model.iterdir()) and not (model / "config.json").is_file():
-        raise OutputLocationError(
-            f"--model_dir {model_dir} holds files but no config.json: it is not a model folder, and "
-            "the run would replace it. Choose a new or empty folder."
-        )
+    for path, what in ((model_name_or_path, "--model_name_or_path"), (tokenizer_name, "--tokenizer_name")):
+        source = Path(path).resolve() if path and Path(path).exists() else None
+        if source is not None and (_inside(source, model) or _inside(model, source)):
+            raise OutputLocationError(
+                f"--model_dir {model_dir} and {what} {path} overlap: the run would replace the model "
+                "it starts from. Write the new model to another folder (to continue from a trained "
+                f"model, keep {what} and choose a new --model_dir)."
+            )
+    if model.is_dir():
+        foreign = foreign_entries(model)
+        if foreign:
+            shown = ", ".join(foreign[:_LISTED]) + (
+                f" and {len(foreign) - _LISTED} more" if len(foreign) > _LISTED else ""
+            )
+            raise OutputLocationError(
+                f"--model_dir {model_dir} holds files that train.py did not write ({shown}); the run "
+                "replaces its model folder whole, so it would delete them. Choose a new or empty "
+                f"folder, or move them out (a model folder holds {CLASSIFIER_CONFIG})."
+            )
     check_writable(model_dir, "--model_dir")
     check_writable(output_data_dir, "--output_data_dir")
     check_writable(checkpoint_dir, "--output_dir (checkpoints)")
@@ -122,19 +145,45 @@ def _replace_entries(staged: Path, target: Path) -> None:
 
 
 def replace_files(staged: Path, target: str | Path, owned: Iterable[str]) -> None:
-    """Move every staged file into `target`, and delete the `owned` names not staged.
+    """Move every staged file into `target`, and remove the `owned` names not staged: all or nothing.
 
     For a results folder that may hold the user's other files: only the names this
-    program writes (`owned`) are ever deleted, so a previous run's results never
-    linger beside this run's.
+    program writes (`owned`) are ever touched, so a previous run's results never linger
+    beside this run's. A folder (not a file) at one of those names is the user's and is
+    refused before anything moves; any other failure puts the old files back, so the
+    folder never mixes two runs' results.
     """
     target = Path(target)
     target.mkdir(parents=True, exist_ok=True)
-    new = {entry.name for entry in staged.iterdir()}
-    for name in set(owned) - new:
-        _remove(target / name)
-    for name in sorted(new):
-        os.replace(staged / name, target / name)
+    new = sorted(entry.name for entry in staged.iterdir())
+    old = sorted(n for n in set(owned) | set(new) if (target / n).exists() or (target / n).is_symlink())
+    folders = [n for n in old if (target / n).is_dir() and not (target / n).is_symlink()]
+    if folders:
+        raise OutputLocationError(
+            f"{target} holds folder(s) {folders} where this run writes files of those names; "
+            "move them, or choose another --output_data_dir. Nothing in the folder was changed."
+        )
+    backup = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=staged.parent))
+    moved_out: list[str] = []
+    moved_in: list[str] = []
+    try:
+        for name in old:
+            os.rename(target / name, backup / name)
+            moved_out.append(name)
+        for name in new:
+            os.rename(staged / name, target / name)
+            moved_in.append(name)
+    except OSError as err:
+        for name in moved_in:
+            os.rename(target / name, staged / name)
+        for name in moved_out:
+            os.rename(backup / name, target / name)
+        backup.rmdir()
+        raise OutputLocationError(
+            f"{target}: cannot replace {err.filename or target} ({err.strerror or err}); "
+            "the folder keeps the previous results, unchanged"
+        ) from None
+    shutil.rmtree(backup)
     staged.rmdir()
 
 

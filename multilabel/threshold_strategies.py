@@ -25,3 +25,7 @@ SHRINK_POSITIVES = 3
 CV_FOLDS = 5
 # A label's threshold is flagged as untrustworthy with fewer validation positives than this.
 MIN_TRUSTED_POSITIVES = 10
+# A label whose best validation cut scores an F1 below this has no cut worth tuning: with one
+# positive ranked 30th of 100, the "best" cut (F1 2/31) fires on 30 % of rows. Such a label,
+# and one without training positives (the model cannot have learnt it), keeps 0.5.
+MIN_TUNED_F1 = 0.2

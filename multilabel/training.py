@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,7 @@ from multilabel import (
     threshold_strategies,
 )
 from multilabel.arguments import DataArguments, ModelArguments
-from multilabel.artifact import ClassifierConfig, copy_serving_code
+from multilabel.artifact import CLASSIFIER_CONFIG, ClassifierConfig, copy_serving_code
 from multilabel.csv_files import list_csv_files
 from multilabel.encoder import effective_max_length, load_model_and_tokenizer, prepare_head
 from multilabel.errors import TrainingSetupError
@@ -176,6 +177,13 @@ def load_datasets(
     return raw
 
 
+def row_ids(raw: Mapping[str, Dataset], spec: ColumnSpec) -> dict[str, tuple[str, list[str]]] | None:
+    """Each split's row ids in row order (`--id_column`), as the prediction files carry them."""
+    if not spec.id_column:
+        return None
+    return {split: (spec.id_column, dataset[spec.id_column]) for split, dataset in raw.items()}
+
+
 def window_settings(data_args: DataArguments, max_length: int) -> WindowSettings:
     """The run's windowing from its flags (overlap by default an eighth of the window)."""
     overlap = default_overlap(max_length) if data_args.window_overlap is None else data_args.window_overlap
@@ -251,7 +259,12 @@ def evaluate_with_thresholds(
     if splits.test is not None:
         predicted["test"] = predict_in_order(trainer, splits.test)
     weight = blend_with_tfidf(predicted, hybrid[1], hybrid[0], threshold_strategy, seed) if hybrid else None
-    choice = metrics.choose_thresholds(*predicted["validation"], strategy=threshold_strategy, seed=seed)
+    choice = metrics.choose_thresholds(
+        *predicted["validation"],
+        strategy=threshold_strategy,
+        seed=seed,
+        train_positives=data.label_matrix(splits.train).sum(axis=0),
+    )
     thresholds = choice.thresholds
     log_threshold_choice(choice, label_names)
     evaluations = {}
@@ -313,6 +326,20 @@ def save_model_dir(
     copy_serving_code(model_dir)
 
 
+def log_replaced_model(model_dir: str) -> None:
+    """Say which earlier model this run replaces, and what it leaves stale."""
+    previous = Path(model_dir) / CLASSIFIER_CONFIG
+    if not previous.is_file():
+        return
+    written = datetime.fromtimestamp(previous.stat().st_mtime).isoformat(sep=" ", timespec="seconds")
+    logger.warning(
+        "replacing the model in %s (trained %s); a model.tar.gz packed from it and its earlier "
+        "predictions now describe the old model",
+        model_dir,
+        written,
+    )
+
+
 def resume_checkpoint(training_args: TrainingArguments, fingerprint: Mapping[str, Any]) -> str | None:
     """The checkpoint to resume from, decided by the main process first (it may set
     unusable checkpoints aside), then by the other ranks, which then agree with it."""
@@ -343,7 +370,14 @@ def run(
     model_dir = data_args.model_dir or paths.model_dir
     output_data_dir = data_args.output_data_dir or paths.output_data_dir
     files = resolve_data_files(data_args, paths)
-    staging.check_output_locations(model_dir, output_data_dir, training_args.output_dir, files)
+    staging.check_output_locations(
+        model_dir,
+        output_data_dir,
+        training_args.output_dir,
+        files,
+        model_args.model_name_or_path,
+        model_args.tokenizer_name,
+    )
     spec = data_args.column_spec()
     schema = validate_files(files, spec, data_args.label_format, data_args.validation_split_size)
     fingerprint = run_fingerprint(files, spec, schema, model_args, data_args, training_args)
@@ -398,7 +432,10 @@ def run(
             window_pooling=windows.pooling,
             threshold_selection=threshold_choice.record(schema.label_names),
             hybrid_weight=hybrid_weight,
+            label_separator=schema.separator,
+            id_column=spec.id_column,
         )
+        log_replaced_model(model_dir)
         staging.publish(
             model_dir,
             output_data_dir,
@@ -406,7 +443,13 @@ def run(
                 trainer, tokenizer, folder, classifier_config, hybrid[0] if hybrid else None
             ),
             write_data=lambda folder: reporting.write_results(
-                folder, results, evaluations, thresholds, schema.label_names, lengths.lines
+                folder,
+                results,
+                evaluations,
+                thresholds,
+                schema.label_names,
+                lengths.lines,
+                row_ids(raw, spec),
             ),
             data_files=reporting.OUTPUT_DATA_FILES,
         )

@@ -19,14 +19,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-LAUNCHER = """
-import sys
-import sagemaker_inference.model_server as model_server
-import sagemaker_huggingface_inference_toolkit.mms_model_server as hf_model_server
-model_server.MMS_CONFIG_FILE = hf_model_server.MMS_CONFIG_FILE = sys.argv[1]
-from sagemaker_huggingface_inference_toolkit import serving
-serving.main()
-"""
+from multilabel import serve
+from multilabel.serve import server_environment
 
 
 def free_port() -> int:
@@ -74,18 +68,7 @@ class ModelServer:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = workdir / "server.log"
         (workdir / "tmp").mkdir()
-        self.env = {
-            **os.environ,
-            **(env or {}),
-            "SAGEMAKER_BASE_DIR": str(self.base),
-            "SAGEMAKER_BIND_TO_PORT": str(self.port),
-            "MMS_INFERENCE_ADDRESS": self.url,
-            "MMS_MANAGEMENT_ADDRESS": f"http://127.0.0.1:{self.management_port}",
-            "SAGEMAKER_MODEL_SERVER_WORKERS": "1",
-            "TMPDIR": str(workdir / "tmp"),
-            "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-            "HF_HUB_OFFLINE": "1",
-        }
+        self.env = server_environment(self.base, self.port, self.management_port, workdir / "tmp", env)
         self.config_file = workdir / "mms.properties"
         self.workdir = workdir
         self.process: subprocess.Popen | None = None
@@ -94,7 +77,7 @@ class ModelServer:
         """Start, and wait until an invocation succeeds (the worker loads after /ping is up)."""
         log = open(self.log_path, "wb")  # noqa: SIM115 - lives as long as the server
         self.process = subprocess.Popen(
-            [sys.executable, "-c", LAUNCHER, str(self.config_file)],
+            [sys.executable, "-c", serve.LAUNCHER, str(self.config_file)],
             cwd=self.workdir,
             env=self.env,
             stdout=log,

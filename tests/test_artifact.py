@@ -20,6 +20,7 @@ from multilabel.artifact import (
     ClassifierConfig,
     check_model_archive,
     copy_serving_code,
+    id2label_problems,
     main,
     pack_model,
 )
@@ -380,3 +381,41 @@ def test_window_settings_are_checked_and_old_configs_read_as_truncation(tmp_path
     assert wide.problems(labels) == [
         "classifier_config.json: window_overlap: expected less than half of max_seq_length 64, found 32"
     ]
+
+
+def test_id2label_with_a_gap_a_repeated_name_or_the_separator_is_refused() -> None:
+    """`artifact check` once passed a gap (the load then failed with KeyError: 9) and a repeated name."""
+    good = {str(i): f"tag{i}" for i in range(10)}
+    assert id2label_problems(good) == []
+    gap = {k: v for k, v in good.items() if k != "9"} | {"10": "tag10"}
+    assert id2label_problems(gap) == [
+        "config.json: id2label's ids must be 0..9, found ['0', '1', '10', '2', '3', '4', '5', '6', '7', '8'] (missing ['9'])"
+    ]
+    assert id2label_problems({**good, "3": "tag1"}) == [
+        "config.json: id2label names ['tag1'] more than one output; each label needs its own name"
+    ]
+    piped = {**good, "2": "billing|refund"}
+    assert "contain '|', which joins the predicted labels" in id2label_problems(piped)[0]
+    assert id2label_problems(piped, separator=False) == [], (
+        "the endpoint answers in JSON: it serves such a name"
+    )
+    assert id2label_problems({**good, "4": ""}) == [
+        "config.json: id2label has empty or non-text label names ['']"
+    ]
+
+
+@pytest.mark.slow
+def test_check_refuses_a_broken_id2label_and_a_huge_config_json(model_copy: Path, tmp_path: Path) -> None:
+    config = json.loads((model_copy / "config.json").read_text())
+    id2label = config["id2label"]
+    config["id2label"] = {**id2label, "1": id2label["0"]}
+    (model_copy / "config.json").write_text(json.dumps(config))
+    problems = check_model_archive(repack(model_copy, tmp_path / "repeated.tar.gz"))
+    assert problems == [
+        f"config.json: id2label names [{id2label['0']!r}] more than one output; each label needs its own name"
+    ]
+    (model_copy / "config.json").write_text(" " * (11 * 2**20) + json.dumps(config))
+    problems = check_model_archive(repack(model_copy, tmp_path / "huge.tar.gz"))
+    assert problems == [
+        "config.json: 11,534,738 bytes, more than a model config ever holds (10,485,760)"
+    ] or (len(problems) == 1 and "more than a model config ever holds" in problems[0])

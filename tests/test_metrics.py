@@ -10,6 +10,7 @@ from multilabel import metrics
 from multilabel.artifact import ClassifierConfig
 from multilabel.metrics import (
     DEFAULT_THRESHOLD,
+    MIN_TUNED_F1,
     best_f1_threshold,
     choose_thresholds,
     cross_validated_scores,
@@ -41,9 +42,34 @@ def test_tuned_threshold_reaches_the_best_f1(seed: int) -> None:
     truth[0] = 1
     probs = np.clip(truth * rng.uniform(0, 0.5) + rng.random(n) * 0.7, 0, 1).round(int(rng.integers(1, 4)))
     threshold = best_f1_threshold(probs, truth)
-    assert f1_score(truth, probs >= threshold) == pytest.approx(brute_force_best_f1(probs, truth)), (
+    best = brute_force_best_f1(probs, truth)
+    if best < MIN_TUNED_F1:  # no cut worth tuning: the default stands
+        assert threshold == DEFAULT_THRESHOLD, f"seed {seed}"
+        return
+    assert f1_score(truth, probs >= threshold) == pytest.approx(best), (
         f"threshold {threshold} does not reach the best F1 (seed {seed})"
     )
+
+
+def test_a_label_whose_best_cut_is_noise_keeps_the_default() -> None:
+    # One validation positive ranked 30th of 100: its "best" cut (F1 2/31) would fire on 30 rows.
+    probs = np.linspace(0.3, 0.001, 100)
+    truth = np.zeros(100, dtype=int)
+    truth[29] = 1
+    assert best_f1_threshold(probs, truth) == DEFAULT_THRESHOLD
+    truth[29], truth[2] = 0, 1  # ranked 3rd: F1 0.5, worth its own threshold
+    assert best_f1_threshold(probs, truth) == pytest.approx((probs[2] + probs[3]) / 2)
+
+
+def test_a_label_without_training_positives_keeps_the_default_whatever_validation_says() -> None:
+    rng = np.random.default_rng(0)
+    probs = rng.random((60, 3)) * 0.05  # an unlearnt label scores near its prior everywhere
+    labels = (rng.random((60, 3)) < 0.3).astype(int)
+    for strategy in ("per_label", "shrunk", "global", "cv"):
+        chosen = choose_thresholds(probs, labels, strategy, train_positives=np.array([5, 0, 3]))
+        assert chosen.thresholds[1] == DEFAULT_THRESHOLD, strategy
+    without = choose_thresholds(probs, labels, "per_label")
+    assert without.thresholds[0] < 0.05, "validation alone tunes a label to its noise floor"
 
 
 def test_threshold_sits_between_scores_and_ties_move_together() -> None:

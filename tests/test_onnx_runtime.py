@@ -180,13 +180,13 @@ def test_onnx_keeps_the_handler_contract(exported: Path, monkeypatch: pytest.Mon
         json.dumps({"inputs": RECORDS[:2], "parameters": {"threshold": 0.0}}),
         json.dumps({"inputs": [long_pair]}),  # a long pair: clipped, then truncated to max length
         json.dumps({"inputs": RECORDS[:40]}),  # over the token budget
-        json.dumps({"inputs": [{"casePart2": "no first text"}]}),
+        json.dumps({"inputs": [{}]}),
         json.dumps({"inputs": RECORDS[:1], "parameters": {"treshold": 0.5}}),
     ]
     reference = _answers(load(exported, monkeypatch, "torch", "fp32"), bodies)
     onnx_fp32 = _answers(load(exported, monkeypatch, "onnx", "fp32"), bodies)
     assert reference[0].startswith("[{") and "request too large" in reference[3]
-    assert "missing field 'casePart1'" in reference[4] and "unknown parameter" in reference[5]
+    assert "no text field" in reference[4] and "unknown parameter" in reference[5]
     for ours, theirs in zip(onnx_fp32, reference, strict=True):
         if ours.startswith("["):  # scores agree to FP32_TOLERANCE, labels exactly
             ours_json, theirs_json = json.loads(ours), json.loads(theirs)
@@ -268,7 +268,7 @@ def test_onnx_through_the_model_server(
         )
         bad_status, bad_body = post(
             f"{server.url}/invocations",
-            json.dumps({"inputs": [{"casePart2": "x"}]}).encode(),
+            json.dumps({"inputs": [{}]}).encode(),
             "application/json",
         )
         threads = max(1, len(os.sched_getaffinity(0)) // 1)  # vCPUs // SAGEMAKER_MODEL_SERVER_WORKERS (1)
@@ -276,7 +276,7 @@ def test_onnx_through_the_model_server(
     finally:
         server.stop()
     assert status == 200, body
-    assert bad_status == 400 and "missing field 'casePart1'" in json.loads(bad_body)["message"], bad_body
+    assert bad_status == 400 and "no text field" in json.loads(bad_body)["message"], bad_body
     predictions = read_csv(sm_run.output_data_dir / "test_predictions.csv")
     fp32 = np.array([[float(p[f"prob_{n}"]) for n in LABELS] for p in predictions])
     scores = np.array([[r["scores"][n] for n in LABELS] for r in json.loads(body)])

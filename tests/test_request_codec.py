@@ -20,6 +20,7 @@ from multilabel.request_codec import (
     RequestError,
     RequestLogFilter,
     Response,
+    check_options,
     check_records,
     encode_response,
     max_records,
@@ -94,9 +95,9 @@ def test_jsonlines_and_csv() -> None:
         ),
         ({"inputs": [RECORD, "text"]}, "application/json", r"^inputs\[1\]: a record must be an object"),
         (
-            {"inputs": [RECORD, {"casePart2": "x"}]},
+            {"inputs": [RECORD, {}]},
             "application/json",
-            r"^inputs\[1\]: missing field 'casePart1'$",
+            r"^inputs\[1\]: no text field; the model reads",
         ),
         (
             {"inputs": {"casePart1": 3}},
@@ -304,3 +305,72 @@ def test_the_record_limit_setting(monkeypatch: pytest.MonkeyPatch) -> None:
             DeploymentError, match=rf"^MULTILABEL_MAX_RECORDS='{re.escape(bad)}': expected a positive"
         ):
             max_records()
+
+
+def test_jsonlines_lines_end_at_newlines_only() -> None:
+    """U+2028, U+2029 and U+0085 may stand raw inside a JSON string (JSON.stringify writes them):
+    they were once taken for line ends, and the record refused as "Unterminated string"."""
+    texts = ["one\u2028two", "three\u2029four", "five\u0085six"]
+    body = "\r\n".join(json.dumps({"casePart1": t}, ensure_ascii=False) for t in texts) + "\r\n"
+    request = records_of(body.encode(), "application/jsonlines")
+    assert [r["casePart1"] for r in check_records(request, COLUMNS)] == texts
+    assert request.locations == ["line 1", "line 2", "line 3"]
+
+
+def test_parameters_that_are_no_object_and_numbers_too_long_are_refused_naming_them() -> None:
+    for parameters in ([], 0, "", False):
+        with pytest.raises(RequestError, match=r"^'parameters' must be an object"):
+            records_of({"inputs": RECORD, "parameters": parameters})
+    assert records_of({"inputs": RECORD, "parameters": None}).parameters == {}
+    names, tuned = ["a", "b"], [0.5, 0.5]
+    for digits in (400, 5000):
+        body = '{"inputs": {"casePart1": "x"}, "parameters": {"threshold": 1' + "0" * digits + "}}"
+        request = records_of(body.encode())
+        with pytest.raises(RequestError, match=r"^parameter 'threshold' must be in \[0, 1\], found "):
+            parse_options(request.parameters, names, tuned)
+
+
+def test_the_python_api_checks_options_by_the_endpoints_rules() -> None:
+    """Options once went unchecked: one threshold broadcast to every label, top_k=-1 dropped the
+    last label, a wrong count of thresholds gave a torch traceback, return_scores="no" returned scores."""
+    names, tuned = ["a", "b", "c"], [0.2, 0.5, 0.7]
+    assert check_options(None, names, tuned) == Options([0.2, 0.5, 0.7])
+    assert check_options(Options([0.1, 0.2, 0.3], top_k=2), names, tuned) == Options([0.1, 0.2, 0.3], 2)
+    assert check_options({"threshold": 0.4}, names, tuned).thresholds == [0.4, 0.4, 0.4]
+    for options, message in [
+        (
+            Options([0.3]),
+            r"^Options.thresholds: expected 3 thresholds, one per label in the order \['a', 'b', 'c'\], found 1",
+        ),
+        (Options([0.3] * 11), r"expected 3 thresholds, .* found 11"),
+        (Options(0.3), r"expected 3 thresholds, .* found float"),
+        (Options(tuned, top_k=-1), r"parameter 'top_k' must be a positive integer, found -1"),
+        (Options(tuned, return_scores="no"), r"parameter 'return_scores' must be true or false, found 'no'"),
+        (Options([0.1, 2.0, 0.3]), r"parameter 'threshold.b' must be in \[0, 1\], found 2.0"),
+        ({"top_k": 0}, r"parameter 'top_k' must be a positive integer, found 0"),
+    ]:
+        with pytest.raises(RequestError, match=message):
+            check_options(options, names, tuned)
+
+
+def test_a_missing_text_field_is_empty_and_the_id_field_is_carried() -> None:
+    request = records_of(
+        {"inputs": [{"casePart2": "only the second"}, {"casePart1": None, "casePart2": "x"}]}
+    )
+    assert check_records(request, COLUMNS) == [
+        {"casePart1": "", "casePart2": "only the second"},
+        {"casePart1": "", "casePart2": "x"},
+    ]
+    request = records_of(
+        {"inputs": [{"ticket_id": "T-1", "casePart1": "a"}, {"ticket_id": 7, "casePart2": "b"}]}
+    )
+    with pytest.raises(RequestError, match=r"unknown field\(s\) \['ticket_id'\]"):
+        check_records(request, COLUMNS)
+    assert check_records(request, COLUMNS, "ticket_id") == [
+        {"casePart1": "a", "casePart2": "", "ticket_id": "T-1"},
+        {"casePart1": "", "casePart2": "b", "ticket_id": 7},
+    ]
+    with pytest.raises(
+        RequestError, match=r"^inputs\[0\]: the id field 'ticket_id' must be a string or a number"
+    ):
+        check_records(records_of({"inputs": [{"ticket_id": [1], "casePart1": "a"}]}), COLUMNS, "ticket_id")

@@ -110,11 +110,11 @@ def test_empty_file_and_header_only(tmp_path: Path) -> None:
 def test_bad_indicator_values_name_column_rows_and_values(tmp_path: Path) -> None:
     rows = [indicator_row(f"t{i}", 1) for i in range(5)]
     rows[1][4] = "2"  # label3
-    rows[3][4] = "yes"
+    rows[3][4] = "maybe"
     path = write_csv(tmp_path / "train.csv", rows)
     (problem,) = problems_of({"train": path})  # auto: still indicator, strays are errors
     assert problem == (
-        f"{path}: column 'label3', rows 2, 4 (2 in all): expected 0/1 or true/false, found ['2', 'yes']"
+        f"{path}: column 'label3', rows 2, 4 (2 in all): expected 0/1, true/false or yes/no, found ['2', 'maybe']"
     )
 
 
@@ -344,3 +344,90 @@ def test_display_names_refused_for_unknown_columns_clashes_and_names_format(
     names = write_csv(tmp_path / "names.csv", [["a", "b", "perl", ""], ["c", "d", "java", "c"]], header)
     (problem,) = problems_of({"train": names}, spec=ColumnSpec(display_names=(("label1", "x"),)))
     assert "--label_display_names renames indicator (0/1) label columns" in problem
+
+
+TICKET_HEADER = ["ticket_id", "subject", "body", "tags"]
+TICKETS = [
+    ["T-1", "", "refund me", "billing|refund"],
+    ["T-2", "login", "cannot log in", "login|bug"],
+    ["T-3", "", "app crashes", "bug|mobile-app"],
+    ["T-4", "invoice", "wrong amount", "billing"],
+    ["T-5", "", "password", "login"],
+]
+
+
+def ticket_spec(**overrides: object) -> ColumnSpec:
+    flags = {"text_column_names": "subject,body", "label_column_names": "tags", "id_column": "ticket_id"}
+    return ColumnSpec.from_flags(**{**flags, **overrides})
+
+
+def test_a_delimited_tags_column_is_read_as_several_labels(tmp_path: Path) -> None:
+    train = write_csv(tmp_path / "tickets.csv", TICKETS, TICKET_HEADER)
+    schema = validate_files({"train": train}, ticket_spec(label_separator="|"))
+    assert schema.label_format == "names"
+    assert schema.label_names == ("billing", "bug", "login", "mobile-app", "refund")
+    assert schema.encode(["billing|refund"]) == [1.0, 0.0, 0.0, 0.0, 1.0]
+    assert schema.encode([" bug | login |"]) == [0.0, 1.0, 1.0, 0.0, 0.0], "blanks around and empty parts"
+
+
+def test_a_delimited_tags_column_without_the_flag_is_refused_with_the_flag_that_reads_it(
+    tmp_path: Path,
+) -> None:
+    """It once became one label per combination (18 labels for 8 tags), with no warning."""
+    train = write_csv(tmp_path / "tickets.csv", TICKETS, TICKET_HEADER)
+    problems = problems_of({"train": train}, spec=ticket_spec())
+    assert len(problems) == 1
+    assert "hold several labels joined by '|'; pass --label_separator '|'" in problems[0]
+    semi = [[*row[:3], row[3].replace("|", ";")] for row in TICKETS]
+    problems = problems_of(
+        {"train": write_csv(tmp_path / "semi.csv", semi, TICKET_HEADER)}, spec=ticket_spec()
+    )
+    assert "pass --label_separator ';'" in problems[0]
+    # Told it is names, one ';' label per cell is the user's choice; '|' never is (it joins predictions).
+    names = validate_files(
+        {"train": write_csv(tmp_path / "semi.csv", semi, TICKET_HEADER)}, ticket_spec(), label_format="names"
+    )
+    assert "billing;refund" in names.label_names
+    problems = problems_of({"train": train}, spec=ticket_spec(), label_format="names")
+    assert "contain '|', which joins the predicted labels" in problems[0]
+
+
+def test_a_json_list_cell_holds_several_labels(tmp_path: Path) -> None:
+    rows = [[*row[:3], '["' + row[3].replace("|", '", "') + '"]'] for row in TICKETS]
+    rows[4][3] = "login"  # a plain name beside the lists
+    train = write_csv(tmp_path / "json.csv", rows, TICKET_HEADER)
+    schema = validate_files({"train": train}, ticket_spec())
+    assert schema.label_names == ("billing", "bug", "login", "mobile-app", "refund")
+    assert schema.encode(['["refund", "bug"]']) == [0.0, 1.0, 0.0, 0.0, 1.0]
+    rows[2][3] = '["bug", 3]'
+    problems = problems_of(
+        {"train": write_csv(tmp_path / "bad.csv", rows, TICKET_HEADER)}, spec=ticket_spec()
+    )
+    assert problems == [
+        f"{tmp_path / 'bad.csv'}: column 'tags', row 3 (1 in all): a JSON list of label names (strings), "
+        "as the cell starts with '[' and ends with ']', found ['[\"bug\", 3]']"
+    ]
+
+
+def test_yes_no_columns_are_indicators(tmp_path: Path) -> None:
+    """They once became a names model with the two labels 'no' and 'yes'."""
+    header = ["casePart1", "casePart2", "urgent", "refund"]
+    rows = [["a", "", "yes", "no"], ["b", "", "No", "YES"], ["c", "", "y", "n"], ["d", "", "n", "y"]]
+    schema = validate_files(
+        {"train": write_csv(tmp_path / "yn.csv", rows, header)},
+        ColumnSpec(label_columns=("urgent", "refund")),
+    )
+    assert schema.label_format == "indicator" and schema.label_names == ("urgent", "refund")
+    assert [schema.encode(r[2:]) for r in rows] == [[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.0, 1.0]]
+
+
+def test_a_separator_with_indicator_columns_and_a_missing_id_column_are_refused(tmp_path: Path) -> None:
+    train = write_csv(tmp_path / "tickets.csv", TICKETS, TICKET_HEADER)
+    problems = problems_of({"train": train}, spec=ticket_spec(label_separator="|"), label_format="indicator")
+    assert "--label_separator '|' splits cells of label names, but --label_format is indicator" in problems[0]
+    problems = problems_of({"train": train}, spec=ticket_spec(label_separator="|", id_column="id"))
+    assert "missing column(s) ['id']" in problems[0]
+    with pytest.raises(ArgumentError, match="--id_column 'body' is also a text or label column"):
+        ticket_spec(id_column="body")
+    with pytest.raises(ArgumentError, match="--label_separator: expected a character"):
+        ticket_spec(label_separator=" ")

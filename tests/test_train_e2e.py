@@ -169,7 +169,7 @@ def test_bad_file_exits_non_zero_with_the_message_and_writes_no_model(
     )
     assert result.returncode == 2
     assert (
-        f"{train}: column 'label2', row 3 (1 in all): expected 0/1 or true/false, found ['maybe']"
+        f"{train}: column 'label2', row 3 (1 in all): expected 0/1, true/false or yes/no, found ['maybe']"
         in result.stdout
     )
     assert "the stratified split needs at least 11 rows" in result.stdout  # reported together
