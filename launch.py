@@ -80,6 +80,10 @@ class PredictFlags:
         default=",".join(DEFAULT_TEXT_COLUMNS),
         metadata={"help": "the records' text columns, comma-separated, as the model was trained"},
     )
+    id_column: str | None = field(
+        default=None,
+        metadata={"help": "the file's id column, sent with each record (a model trained with --id_column)"},
+    )
     threshold: float | None = field(
         default=None,
         metadata={
@@ -97,7 +101,7 @@ class PredictFlags:
     def records(self) -> list[dict[str, str]]:
         columns = list(split_names(self.text_column_names))
         if self.file:
-            return read_records(self.file, columns)
+            return read_records(self.file, [*columns, *([self.id_column] if self.id_column else [])])
         if self.text is not None:
             return [{columns[0]: self.text, **({columns[1]: self.pair} if self.pair else {})}]
         raise LaunchError("predict needs --file or --text")
@@ -224,7 +228,7 @@ def _pairs(values: list[str], flag: str) -> dict[str, Any]:
 
 
 def read_records(path: Path, text_columns: list[str]) -> list[dict[str, str]]:
-    """Records from a CSV (header names the columns) or JSON Lines file; text columns only."""
+    """Records from a CSV (header names the columns) or JSON Lines file; the named columns only."""
     with open(path, newline="", encoding="utf-8") as fh:
         rows = (
             [json.loads(line) for line in fh if line.strip()]

@@ -68,6 +68,7 @@ def test_each_verb_takes_only_the_flags_it_uses(capsys: pytest.CaptureFixture) -
         "--text",
         "--pair",
         "--text-column-names",
+        "--id-column",
         "--threshold",
         "--top-k",
         "--max-records",
@@ -243,6 +244,23 @@ def test_predict_reads_records_from_a_file_or_the_flags(tmp_path: Path) -> None:
         launch.PredictFlags,
     )
     assert flags.records() == [{"t": "a"}, {"t": "b"}]
+    ticket_file = str(DATA / "tickets" / "test.csv")
+    tickets = parse(
+        [
+            *(
+                "predict",
+                "--endpoint-name",
+                "e",
+                "--file",
+                ticket_file,
+                "--text-column-names",
+                "subject,body",
+            ),
+            *("--id-column", "ticket_id"),
+        ]
+    )
+    records = launch.config_from(tickets, launch.PredictFlags).records()
+    assert records[0].keys() == {"subject", "body", "ticket_id"} and records[0]["ticket_id"] == "T-00401"
     flags = launch.config_from(
         parse(["predict", "--endpoint-name", "e", "--text", "x", "--pair", "y", "--threshold", "0.3"]),
         launch.PredictFlags,
