@@ -527,6 +527,43 @@ def _joined_label_problems(first: Path, values: set[str], requested: str, separa
     return problems
 
 
+def _content_key(path: Path) -> tuple[int, str]:
+    """A file's size and SHA-256: equal for two copies of the same rows."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return path.stat().st_size, digest.hexdigest()
+
+
+def _same_file_problems(paths: dict[str, list[Path]]) -> list[str]:
+    """Validation or test files that are training files (the same file, or a copy): checkpoints
+    and thresholds chosen on training rows, or test scores of rows the model learnt, mean
+    nothing. A test file equal to the validation file is allowed, with a warning."""
+    sizes = {p.stat().st_size for p in paths["train"]}
+    train = {_content_key(p): p for p in paths["train"]}
+    problems = []
+    for split, flag in (("validation", "--validation_file"), ("test", "--test_file")):
+        same = [(p, train.get(_content_key(p))) for p in paths.get(split, []) if p.stat().st_size in sizes]
+        for path, twin in [(p, t) for p, t in same if t is not None][:1]:
+            how = "is" if path.resolve() == twin.resolve() else "has the same content as"
+            problems.append(
+                f"{path} ({flag}) {how} the training file {twin}: {split} rows must be rows the model "
+                f"does not train on; pass another file{' or leave it out (validation is then split off train)' if split == 'validation' else ''}"
+            )
+    validation = {p.stat().st_size: p for p in paths.get("validation", [])}
+    if any(
+        p.stat().st_size in validation and _content_key(p) == _content_key(validation[p.stat().st_size])
+        for p in paths.get("test", [])
+    ):
+        logger.warning(
+            "the test file is the validation file: test scores then come from the rows the thresholds were tuned on"
+        )
+    return problems
+
+
 def validate_files(
     files: dict[str, str | os.PathLike | None],
     spec: ColumnSpec | None = None,
@@ -555,6 +592,7 @@ def validate_files(
                 problems += err.problems
     if "train" not in paths:
         raise DataValidationError(problems)
+    problems += _same_file_problems(paths)
 
     first = paths["train"][0]
     try:

@@ -197,15 +197,21 @@ def publish(
     """Write the model and the results into staging folders, then swap both into place.
 
     Nothing that was at `model_dir` changes unless every file of the new model was
-    written; results go first (`data_files` names every file a run owns there), the
+    written (a failure to write becomes an `OutputLocationError`); results go first (`data_files` names every file a run owns there), the
     model last, so a failure leaves the old model.
     """
     staged_model = staged_data = None
     try:
         staged_model = staging_dir(model_dir)
         staged_data = staging_dir(output_data_dir)
-        write_model(staged_model)
-        write_data(staged_data)
+        try:
+            write_model(staged_model)
+            write_data(staged_data)
+        except OSError as err:  # a full disk, a quota: the user's to fix, and nothing was replaced
+            raise OutputLocationError(
+                f"the model and results could not be written beside {model_dir} and {output_data_dir} "
+                f"({err.strerror or err}); what was there is unchanged. Free space and run again."
+            ) from err
         replace_files(staged_data, output_data_dir, data_files)
         staged_data = None
         replace_dir(staged_model, model_dir)

@@ -318,7 +318,8 @@ def test_too_few_rows_for_the_validation_split(tmp_path: Path) -> None:
         f"{one}: 1 training row(s) are too few to hold out --validation_split_size 0.1 for "
         "validation: the stratified split needs at least 11 rows; add rows or pass --validation_file"
     ]
-    assert validate_files({"train": one, "validation": one}, validation_split_size=0.1)
+    other = write_csv(tmp_path / "other.csv", [indicator_row("b", 1)])
+    assert validate_files({"train": one, "validation": other}, validation_split_size=0.1)
     eleven = write_csv(tmp_path / "eleven.csv", [indicator_row(f"t{i}", 1 + i % 10) for i in range(11)])
     assert validate_files({"train": eleven}, validation_split_size=0.1)
 
@@ -431,3 +432,22 @@ def test_a_separator_with_indicator_columns_and_a_missing_id_column_are_refused(
         ticket_spec(id_column="body")
     with pytest.raises(ArgumentError, match="--label_separator: expected a character"):
         ticket_spec(label_separator=" ")
+
+
+def test_a_validation_or_test_file_that_is_the_training_file_is_refused(
+    good_train: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Train = validation once passed silently: thresholds and checkpoints chosen on training rows."""
+    copy = tmp_path / "copy.csv"
+    copy.write_bytes(good_train.read_bytes())
+    problems = problems_of({"train": good_train, "validation": good_train, "test": copy})
+    assert problems == [
+        f"{good_train} (--validation_file) is the training file {good_train}: validation rows must be rows "
+        "the model does not train on; pass another file or leave it out (validation is then split off train)",
+        f"{copy} (--test_file) has the same content as the training file {good_train}: test rows must be "
+        "rows the model does not train on; pass another file",
+    ]
+    other = write_csv(tmp_path / "other.csv", [indicator_row(f"other {i}", 1 + i % 10) for i in range(10)])
+    with caplog.at_level(logging.WARNING, logger="multilabel.schema"):
+        validate_files({"train": good_train, "validation": other, "test": other})
+    assert "the test file is the validation file" in caplog.text

@@ -191,7 +191,9 @@ def test_publish_swaps_results_then_the_model_and_a_failure_keeps_the_old_ones(t
         (folder / "weights").write_text("half")
         raise OSError(28, "No space left on device")
 
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(
+        staging.OutputLocationError, match=r"\(No space left on device\); what was there is unchanged"
+    ):
         staging.publish(model, data, fail, write_data, ["all_results.json", "test_results.json"])
     assert (model / "weights").read_text() == "old"
     assert sorted(p.name for p in data.iterdir()) == ["notes.txt", "test_results.json"]
