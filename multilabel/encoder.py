@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -22,6 +23,7 @@ from transformers import (
 from transformers.models.auto.modeling_auto import MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING
 
 from multilabel.arguments import ModelArguments
+from multilabel.artifact import CLASSIFIER_CONFIG
 from multilabel.errors import TrainingSetupError
 from multilabel.schema import LabelSchema
 
@@ -42,6 +44,16 @@ def load_model_and_tokenizer(
     the endpoint encodes the same inputs.
     """
     names = list(schema.label_names)
+    previous = trained_labels(model_args)
+    if previous is not None and previous != tuple(names):
+        raise TrainingSetupError(
+            f"--model_name_or_path {model_args.model_name_or_path} is a multi-label model trained on the "
+            f"labels {list(previous)[:12]}{' ...' if len(previous) > 12 else ''}; this data's labels are "
+            f"{names[:12]}{' ...' if len(names) > 12 else ''}. Continuing keeps the trained head, so the labels "
+            "must be the same, in the same order; to train on other labels, start from the base encoder."
+        )
+    if previous is not None:
+        logger.info("continuing from a model trained on the same %d labels: its head is kept", len(names))
     config = AutoConfig.from_pretrained(
         model_args.model_name_or_path,
         num_labels=len(names),
@@ -167,11 +179,22 @@ def initialise_head_bias(
     logger.info("classification bias initialised from label frequencies: %s", np.round(bias, 2).tolist())
 
 
+def trained_labels(model_args: ModelArguments) -> tuple[str, ...] | None:
+    """The label names of the model to start from when train.py wrote it (a folder with
+    `classifier_config.json`); None for any other encoder."""
+    if not (Path(model_args.model_name_or_path) / CLASSIFIER_CONFIG).is_file():
+        return None
+    config = AutoConfig.from_pretrained(model_args.model_name_or_path)
+    return tuple(config.id2label[i] for i in range(config.num_labels))
+
+
 def prepare_head(
-    model: PreTrainedModel, train_labels: np.ndarray, model_args: ModelArguments
+    model: PreTrainedModel, train_labels: np.ndarray, model_args: ModelArguments, trained: bool = False
 ) -> torch.Tensor | None:
-    """The loss's positive weights (`--pos_weight`), and the head's starting bias (`--head_bias_init`)."""
+    """The loss's positive weights (`--pos_weight`), and the head's starting bias
+    (`--head_bias_init`), except for a `trained` head (continuing from a trained model),
+    whose bias is kept."""
     pos_weight = compute_pos_weight(train_labels, model_args.pos_weight, model_args.max_pos_weight)
-    if model_args.head_bias_init == "prior":
+    if model_args.head_bias_init == "prior" and not trained:
         initialise_head_bias(model, train_labels, pos_weight)
     return pos_weight

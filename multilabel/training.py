@@ -35,7 +35,7 @@ from multilabel import (
 from multilabel.arguments import DataArguments, ModelArguments
 from multilabel.artifact import CLASSIFIER_CONFIG, ClassifierConfig, copy_serving_code
 from multilabel.csv_files import list_csv_files
-from multilabel.encoder import effective_max_length, load_model_and_tokenizer, prepare_head
+from multilabel.encoder import effective_max_length, load_model_and_tokenizer, prepare_head, trained_labels
 from multilabel.errors import TrainingSetupError
 from multilabel.pair_encoding import TruncationError
 from multilabel.run_paths import SPLITS, RunPaths, resolve_run_paths
@@ -397,7 +397,8 @@ def run(
     logger.info("%s", lengths.this_run)
     with training_args.main_process_first(desc="tokenising"):
         splits = tokenize_splits(raw, tokenizer, spec, max_length, data_args, windows)
-    pos_weight = prepare_head(model, data.label_matrix(splits.train), model_args)
+    trained = trained_labels(model_args) is not None
+    pos_weight = prepare_head(model, data.label_matrix(splits.train), model_args, trained)
     pad_to_length = max_length if data_args.pad_to_max_length else None
     trainer = build_trainer(model, tokenizer, splits, training_args, pos_weight, pad_to_length, windows)
 

@@ -188,6 +188,17 @@ def test_retraining_names_the_model_it_replaces_and_never_overwrites_its_base(
     # Continuing from the trained model into a new folder: allowed, and the old folder stays.
     result = ticket_run(again / "model", tmp_path / "continued", "--max_steps=2")
     assert result.returncode == 0, result.stderr[-3000:]
+    assert "continuing from a model trained on the same 10 labels: its head is kept" in result.stdout
+    # On other labels, continuing would map the trained head onto them: refused.
+    more = [[r["ticket_id"], r["subject"], r["body"], r["tags"]] for r in read_csv(TICKETS / "train.csv")]
+    more[0][3] += "|a-new-tag"
+    more = write_csv(tmp_path / "more.csv", more, ["ticket_id", "subject", "body", "tags"])
+    result = ticket_run(again / "model", tmp_path / "other-labels", f"--train_file={more}")
+    assert result.returncode == 2
+    assert (
+        "must be the same, in the same order; to train on other labels, start from the base encoder"
+        in result.stdout
+    )
     # Into the folder it starts from: refused before anything is read.
     result = ticket_run(again / "model", again)
     assert result.returncode == 2
