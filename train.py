@@ -58,8 +58,11 @@ def main(argv: list[str] | None = None) -> int:
         logging.INFO if training_args.should_log else logging.WARNING,
         training_args.get_process_log_level(),
     )
-    from multilabel.training import run  # heavy imports after argument errors are reported
-
+    # Heavy imports after argument errors are reported. `--do_train False` scores a trained model.
+    if training_args.do_train:
+        from multilabel.training import run
+    else:
+        from multilabel.scoring import run
     try:
         run(model_args, data_args, training_args)
     except (DataValidationError, UsageError) as err:

@@ -86,7 +86,7 @@ def run(config: dict, model: str, data: Path, work: Path, epochs: float, records
         "micro_f1": results["test_micro_f1"],
         "macro_f1": results["test_macro_f1"],
         "train_seconds": round(results["train_runtime"], 1),
-        "serve_seconds": round(serving_seconds(out / "model", records), 1) if serve else "n/a",
+        "serve_seconds": round(serving_seconds(out / "model", records), 3) if serve else "n/a",
     }
 
 

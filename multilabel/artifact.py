@@ -244,6 +244,18 @@ def _is_junk(name: str) -> bool:
     return any(p.startswith("._") or p in ("__pycache__", ".DS_Store") for p in parts)
 
 
+def file_sha256(path: str | Path) -> str:
+    """The SHA-256 of a file's content, read in 1 MiB blocks: data files in a run's
+    fingerprint, weights in an ONNX export's record, copies of a training file."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def id2label_problems(id2label: dict, separator: bool = True) -> list[str]:
     """Why `config.json`'s id2label cannot name a model's outputs: its ids must be 0..n-1
     (as strings in the file, integers once transformers reads it), its names distinct,

@@ -14,7 +14,6 @@ inspection) and the next newest is tried; with none left the run starts afresh.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import re
@@ -34,20 +33,10 @@ TRAINER_STATE = "trainer_state.json"
 WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
 # Files that Trainer loads with torch.load when it resumes, if they exist.
 TORCH_STATES = ("optimizer.pt", "scheduler.pt", "scaler.pt")
-HASH_CHUNK = 1 << 20
 
 
 class CheckpointConflictError(UsageError):
     """The checkpoint directory belongs to another run."""
-
-
-def file_sha256(path: str | Path) -> str:
-    """The SHA-256 of a file's content, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(HASH_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def write_fingerprint(checkpoint_dir: str | Path, fingerprint: Mapping[str, Any]) -> None:

@@ -17,7 +17,7 @@ import numpy as np
 from datasets import Dataset, Features, Sequence, Value
 from transformers import PreTrainedTokenizerBase
 
-from multilabel.checkpoints import file_sha256
+from multilabel.artifact import file_sha256
 from multilabel.csv_files import iter_records, list_csv_files
 from multilabel.pair_encoding import TruncationError, encode_pairs
 from multilabel.schema import ColumnSpec, LabelSchema

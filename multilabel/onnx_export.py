@@ -36,7 +36,8 @@ from pathlib import Path
 
 import torch
 
-from multilabel.onnx_runtime import EXPORT_RECORD, ONNX_FILES, WEIGHTS_FILE, file_sha256, onnx_path
+from multilabel.artifact import file_sha256
+from multilabel.onnx_runtime import EXPORT_RECORD, ONNX_FILES, WEIGHTS_FILE, onnx_path
 from multilabel.pair_encoding import MODEL_INPUTS
 
 logger = logging.getLogger(__name__)

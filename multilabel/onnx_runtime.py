@@ -17,7 +17,6 @@ project's own image, `Dockerfile`).
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 from dataclasses import dataclass
@@ -25,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from multilabel.artifact import file_sha256
 
 ONNX_DIR = "onnx"
 ONNX_FILES = {"fp32": "model.onnx", "int8": "model-int8.onnx"}
@@ -36,14 +37,6 @@ EXPORT_COMMAND = "python -m multilabel.onnx_export MODEL_DIR"
 def onnx_path(model_dir: str | Path, precision: str) -> Path:
     """Where the ONNX file of `precision` lives in a model directory."""
     return Path(model_dir) / ONNX_DIR / ONNX_FILES[precision]
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def onnx_problems(model_dir: str | Path, precision: str) -> list[str]:

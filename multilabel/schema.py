@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from multilabel.artifact import LABEL_SEPARATOR
+from multilabel.artifact import LABEL_SEPARATOR, file_sha256
 from multilabel.csv_files import DEFAULT_ENCODING, iter_records, list_csv_files, read_header
 from multilabel.errors import ArgumentError, DataValidationError
 
@@ -529,13 +529,7 @@ def _joined_label_problems(first: Path, values: set[str], requested: str, separa
 
 def _content_key(path: Path) -> tuple[int, str]:
     """A file's size and SHA-256: equal for two copies of the same rows."""
-    import hashlib
-
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return path.stat().st_size, digest.hexdigest()
+    return path.stat().st_size, file_sha256(path)
 
 
 def _same_file_problems(paths: dict[str, list[Path]]) -> list[str]:

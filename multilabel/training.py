@@ -33,7 +33,7 @@ from multilabel import (
     threshold_strategies,
 )
 from multilabel.arguments import DataArguments, ModelArguments
-from multilabel.artifact import CLASSIFIER_CONFIG, ClassifierConfig, copy_serving_code
+from multilabel.artifact import CLASSIFIER_CONFIG, ClassifierConfig, copy_serving_code, file_sha256
 from multilabel.csv_files import list_csv_files
 from multilabel.encoder import effective_max_length, load_model_and_tokenizer, prepare_head, trained_labels
 from multilabel.errors import TrainingSetupError
@@ -138,7 +138,7 @@ def run_fingerprint(
     """What makes two runs the same run: data content, labels, base model, schedule."""
     return {
         "data": {
-            split: {p.name: checkpoints.file_sha256(p) for p in list_csv_files(where)}
+            split: {p.name: file_sha256(p) for p in list_csv_files(where)}
             for split, where in files.items()
             if where
         },
@@ -360,12 +360,8 @@ def run(
 ) -> dict[str, float]:
     """Validate, train, tune thresholds, evaluate, save. Returns the final metrics.
 
-    With `--do_train False`, evaluates or predicts with a trained model instead (`scoring`).
+    (`--do_train False` runs `scoring.run` instead: train.py chooses.)
     """
-    if not training_args.do_train:
-        from multilabel import scoring
-
-        return scoring.run(model_args, data_args, training_args)
     paths = resolve_run_paths()
     model_dir = data_args.model_dir or paths.model_dir
     output_data_dir = data_args.output_data_dir or paths.output_data_dir

@@ -388,9 +388,9 @@ def test_handler_in_process(sm_run: SageMakerRun) -> None:
     assert server.context.get_response_content_type(0) == JSON
 
     with pytest.raises(PredictionException) as info:
-        server.handle(b'{"inputs": {"casePart1": null}}')
+        server.handle(b'{"inputs": {"casePart1": 3}}')
     assert info.value.error_code == 400
-    assert "inputs: field 'casePart1' must be a string, found NoneType" in info.value.message
+    assert "inputs: field 'casePart1' must be a string, found int" in info.value.message
 
     # Accept is refused in input_fn, before predict_fn: the model is never called.
     model = server.service.model.model

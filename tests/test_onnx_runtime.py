@@ -21,8 +21,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from multilabel.artifact import file_sha256
 from multilabel.classifier import Classifier
-from multilabel.onnx_runtime import EXPORT_RECORD, OnnxModel, file_sha256, onnx_path, onnx_problems
+from multilabel.onnx_runtime import EXPORT_RECORD, OnnxModel, onnx_path, onnx_problems
 from multilabel.request_codec import DeploymentError
 from multilabel.runtime import PRECISION_ENV, RUNTIME_ENV, RuntimeSettings
 from tests.conftest import SageMakerRun
