@@ -21,8 +21,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from multilabel.classifier import Classifier
-from multilabel.request_codec import (
+from multilabel.serving.classifier import Classifier
+from multilabel.serving.request_codec import (
     Request,
     Response,
     encode_response,

@@ -36,10 +36,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from multilabel.errors import InputError
-from multilabel.request_codec import DEFAULT_MAX_RECORDS, MAX_RECORDS_ENV
-from multilabel.run_paths import SPLITS
-from multilabel.sagemaker_endpoint import (
+from multilabel.core.errors import InputError
+from multilabel.core.run_paths import SPLITS
+from multilabel.data.schema import DEFAULT_TEXT_COLUMNS, split_names
+from multilabel.sagemaker.endpoint import (
     INFERENCE_INSTANCE_TYPE,
     DeployConfig,
     batch_transform,
@@ -47,7 +47,7 @@ from multilabel.sagemaker_endpoint import (
     deploy,
     predict,
 )
-from multilabel.sagemaker_session import (
+from multilabel.sagemaker.session import (
     BUCKET_ENV,
     REGION_ENV,
     LaunchError,
@@ -55,8 +55,8 @@ from multilabel.sagemaker_session import (
     make_session,
     quiet_sdk_logs,
 )
-from multilabel.sagemaker_training import TrainConfig, dry_run_request, train
-from multilabel.schema import DEFAULT_TEXT_COLUMNS, split_names
+from multilabel.sagemaker.training_job import TrainConfig, dry_run_request, train
+from multilabel.serving.request_codec import DEFAULT_MAX_RECORDS, MAX_RECORDS_ENV
 
 logger = logging.getLogger("launch")
 EXIT_USER_ERROR = 2

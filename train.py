@@ -14,8 +14,8 @@ from __future__ import annotations
 import logging
 import sys
 
-from multilabel.arguments import parse_arguments
-from multilabel.errors import ArgumentError, DataValidationError, UsageError
+from multilabel.core.errors import ArgumentError, DataValidationError, UsageError
+from multilabel.training.arguments import parse_arguments
 
 logger = logging.getLogger("train")
 PROJECT_LOGGERS = ("train", "multilabel")
@@ -60,9 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     # Heavy imports after argument errors are reported. `--do_train False` scores a trained model.
     if training_args.do_train:
-        from multilabel.training import run
+        from multilabel.training.pipeline import run
     else:
-        from multilabel.scoring import run
+        from multilabel.training.scoring import run
     try:
         run(model_args, data_args, training_args)
     except (DataValidationError, UsageError) as err:

@@ -12,6 +12,10 @@ from pathlib import Path
 from types import ModuleType
 
 ROOT = Path(__file__).resolve().parent.parent
+# The smoke runs and the random roberta-base-size model build their models with the tests'
+# support code (tests/support/tiny_model.py): the checkout's root goes on the import path.
+if str(ROOT) not in sys.path:
+    sys.path.insert(1, str(ROOT))  # before site-packages, where some packages ship a `tests`
 PACKED_DEBIAN_TAGS = ROOT / "benchmarks" / "data" / "debian-tags"
 
 

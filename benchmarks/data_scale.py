@@ -48,7 +48,7 @@ def tokenizer_for_benchmark(work: Path):
 
         return AutoTokenizer.from_pretrained(pretrained_encoder())
     except ImportError:  # without the MiniLM package: the sample data's tiny BPE tokenizer
-        from multilabel.tiny_model import build_tiny_roberta
+        from tests.support.tiny_model import build_tiny_roberta
 
         return AutoTokenizer.from_pretrained(build_tiny_roberta(work / "tiny", [ROOT / "data" / "train.csv"]))
 
@@ -61,8 +61,8 @@ def main() -> int:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 
-    from multilabel.data import load_split, tokenize
-    from multilabel.schema import ColumnSpec, validate_files
+    from multilabel.data.dataset import load_split, tokenize
+    from multilabel.data.schema import ColumnSpec, validate_files
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -41,8 +41,9 @@ import numpy as np
 from common import DEBIAN_TAGS, machine, pretrained_encoder, print_table, run_train_py, write_json
 from quality import LABELS, read, subset
 
-from multilabel import metrics, tfidf
-from multilabel.threshold_strategies import DEFAULT_THRESHOLD_STRATEGY, THRESHOLD_STRATEGIES
+from multilabel.core.threshold_strategies import DEFAULT_THRESHOLD_STRATEGY, THRESHOLD_STRATEGIES
+from multilabel.text import tfidf
+from multilabel.training import metrics
 
 DEFAULT = "defaults"
 
@@ -241,7 +242,7 @@ def main() -> int:
         work = args.keep or Path(tmp)
         data = subset(args.data, work / "data-subset", 60 if args.smoke else None)
         if args.smoke and not args.model:
-            from multilabel.tiny_model import build_tiny_roberta
+            from tests.support.tiny_model import build_tiny_roberta
 
             args.model = str(build_tiny_roberta(work / "tiny", [data / "train.csv"]))
             args.train_arg += ["--max_seq_length=64"]

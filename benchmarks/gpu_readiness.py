@@ -35,7 +35,7 @@ def build_model(tiny: bool, num_labels: int = 10):
     """roberta-base's shape with random weights, or a tiny RoBERTa for a quick check of the script."""
     from transformers import RobertaConfig, RobertaForSequenceClassification
 
-    from multilabel.tiny_model import roberta_base_config, tiny_config
+    from tests.support.tiny_model import roberta_base_config, tiny_config
 
     if tiny:
         config = tiny_config(

@@ -50,7 +50,7 @@ python3 - <<'PY'
 from pathlib import Path
 from transformers import AutoTokenizer, RobertaForMaskedLM
 from benchmarks.common import DEBIAN_TAGS
-from multilabel.tiny_model import build_tiny_roberta, roberta_base_config
+from tests.support.tiny_model import build_tiny_roberta, roberta_base_config
 out = build_tiny_roberta(Path("/tmp/roberta-base-shape"), [DEBIAN_TAGS / "train.csv"], vocab_size=8000, max_positions=514)
 tokenizer = AutoTokenizer.from_pretrained(out)
 config = roberta_base_config()

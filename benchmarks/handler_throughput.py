@@ -27,8 +27,8 @@ from pathlib import Path
 import torch
 from common import ROOT, root_script
 
-from multilabel.artifact import ClassifierConfig
-from multilabel.pair_encoding import encode_pairs, pad_batch
+from multilabel.core.artifact import ClassifierConfig
+from multilabel.text.pair_encoding import encode_pairs, pad_batch
 
 inference = root_script("inference")  # the endpoint's handler, as the toolkit imports it
 
@@ -38,7 +38,7 @@ SIZES = (1, 8, 32)
 def build_model_dir(out: Path, max_seq_length: int) -> Path:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from multilabel.tiny_model import build_tiny_roberta
+    from tests.support.tiny_model import build_tiny_roberta
 
     base = build_tiny_roberta(
         out / "base",

@@ -2,7 +2,7 @@
 
 A run's `validation_predictions.csv` and `test_predictions.csv` hold its encoder's
 probabilities per record; this script fits the TF-IDF model on the training rows once
-(`multilabel.tfidf.fit`, as train.py does), then for each run scores on the test set, with
+(`multilabel.text.tfidf.fit`, as train.py does), then for each run scores on the test set, with
 thresholds chosen on validation by train.py's default strategy (`metrics.choose_thresholds`):
 the encoder alone, TF-IDF alone, and their blend at the weight train.py would choose
 (`metrics.choose_blend_weight`). The same functions as train.py's, without retraining the
@@ -23,8 +23,9 @@ from common import DEBIAN_TAGS, machine, print_table, write_json
 from generalisation import probabilities, test_f1
 from quality import read
 
-from multilabel import metrics, tfidf
-from multilabel.threshold_strategies import DEFAULT_THRESHOLD_STRATEGY
+from multilabel.core.threshold_strategies import DEFAULT_THRESHOLD_STRATEGY
+from multilabel.text import tfidf
+from multilabel.training import metrics
 
 LABELS = [f"label{i}" for i in range(1, 11)]
 

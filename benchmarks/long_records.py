@@ -48,7 +48,7 @@ def test_records(data: Path) -> list[dict[str, str]]:
 
 def serving_seconds(model_dir: Path, records: list[dict[str, str]]) -> float:
     """The handler's time for `records` in requests of REQUEST records (tokenising included)."""
-    from multilabel.classifier import Classifier
+    from multilabel.serving.classifier import Classifier
 
     classifier = Classifier.load(model_dir)
     began = time.perf_counter()
@@ -61,7 +61,7 @@ def longer_share(model: str, records: list[dict[str, str]], size: int) -> float:
     """The share of records whose text pair is longer than one window of `size` tokens."""
     from transformers import AutoTokenizer
 
-    from multilabel.windows import token_lengths
+    from multilabel.text.windows import token_lengths
 
     tokenizer = AutoTokenizer.from_pretrained(model)
     room = size - tokenizer.num_special_tokens_to_add(pair=True)
@@ -152,7 +152,7 @@ def main() -> int:
         work = args.keep or Path(tmp)
         data = subset(args.data, work / "data-subset", 60 if args.smoke else None)
         if args.smoke and not args.model:
-            from multilabel.tiny_model import build_tiny_roberta
+            from tests.support.tiny_model import build_tiny_roberta
 
             args.model = str(build_tiny_roberta(work / "tiny", [data / "train.csv"], max_positions=130))
             args.sizes, args.reference = [32], 64

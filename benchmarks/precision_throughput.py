@@ -43,9 +43,9 @@ import numpy as np
 import torch
 from common import DEBIAN_TAGS, machine, pretrained_encoder, print_table, root_script, write_json
 
-from multilabel.artifact import ClassifierConfig
-from multilabel.onnx_runtime import ONNX_DIR
-from multilabel.runtime import PRECISION_ENV, RUNTIME_ENV, is_int8
+from multilabel.core.artifact import ClassifierConfig
+from multilabel.serving.onnx_runtime import ONNX_DIR
+from multilabel.serving.runtime import PRECISION_ENV, RUNTIME_ENV, is_int8
 
 inference = root_script("inference")  # the endpoint's handler, as the toolkit imports it
 
@@ -83,7 +83,7 @@ def _finish_model_dir(model, tokenizer, out: Path, max_seq_length: int) -> Path:
 def ensure_onnx(model_dir: Path) -> None:
     """Export the directory to ONNX (fp32 and int8) unless it has been already, as pack time does."""
     if not (model_dir / ONNX_DIR / "export.json").is_file():
-        from multilabel.onnx_export import export_onnx
+        from multilabel.serving.onnx_export import export_onnx
 
         began = time.perf_counter()
         export_onnx(model_dir)
@@ -116,7 +116,7 @@ def build_roberta_base(out: Path, max_seq_length: int) -> Path:
     """
     from transformers import AutoTokenizer, RobertaConfig, RobertaForSequenceClassification
 
-    from multilabel.tiny_model import build_tiny_roberta
+    from tests.support.tiny_model import build_tiny_roberta
 
     tok_dir = build_tiny_roberta(
         out.parent / f"{out.name}-tokenizer", [DEBIAN_TAGS / "train.csv"], vocab_size=30000
@@ -232,7 +232,7 @@ def workers(model_dir: Path, path: str, layouts: list[tuple[int, int]], seconds:
 
 def f1s(probs: np.ndarray, truth: np.ndarray, thresholds: np.ndarray) -> dict[str, float]:
     """Micro and macro F1 of thresholded probabilities."""
-    from multilabel.metrics import multilabel_metrics
+    from multilabel.training.metrics import multilabel_metrics
 
     metrics = multilabel_metrics(probs, truth, thresholds)
     return {"micro_f1": round(metrics["micro_f1"], 4), "macro_f1": round(metrics["macro_f1"], 4)}
@@ -240,7 +240,7 @@ def f1s(probs: np.ndarray, truth: np.ndarray, thresholds: np.ndarray) -> dict[st
 
 def quality(model_dir: Path, margin: float, paths: list[str]) -> dict:
     """F1 per path (saved and re-tuned thresholds) and decisions that differ from fp32."""
-    from multilabel.metrics import tune_thresholds
+    from multilabel.training.metrics import tune_thresholds
 
     splits = {name: read_rows(f"{name}.csv") for name in ("validation", "test")}
     probs: dict[str, dict[str, np.ndarray]] = {}

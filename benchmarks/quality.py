@@ -32,11 +32,11 @@ def read(path: Path, limit: int | None = None) -> tuple[list[str], list[list[int
 
 def tfidf_baseline(data: Path, limit: int | None) -> dict[str, float]:
     """TF-IDF word 1-2 grams + logistic regression per label (class_weight "balanced"),
-    decided at 0.5: the TF-IDF half of `train.py --hybrid tfidf` (`multilabel.tfidf`)."""
+    decided at 0.5: the TF-IDF half of `train.py --hybrid tfidf` (`multilabel.text.tfidf`)."""
     import numpy as np
     from sklearn.metrics import f1_score
 
-    from multilabel import tfidf
+    from multilabel.text import tfidf
 
     train_x, train_y = read(data / "train.csv", limit)
     test_x, test_y = read(data / "test.csv", limit)
@@ -110,7 +110,7 @@ def main() -> int:
         work = args.keep or Path(tmp)
         data = subset(args.data, work / "data-subset", limit)
         if args.smoke and not args.model:
-            from multilabel.tiny_model import build_tiny_roberta
+            from tests.support.tiny_model import build_tiny_roberta
 
             args.model = str(build_tiny_roberta(work / "tiny", [data / "train.csv"]))
             args.train_arg += ["--max_seq_length=64"]

@@ -11,7 +11,7 @@ tokens, and for one record.
 
 The model has RoBERTa-base's shape (`RobertaConfig()` defaults: 12 layers, 768 wide,
 3,072 feed-forward, 125M parameters) with random weights, which cost the same time as
-trained ones; the tokenizer is the sample data's, built by multilabel/tiny_model.py.
+trained ones; the tokenizer is the sample data's, built by tests/support/tiny_model.py.
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ from pathlib import Path
 import torch
 from common import ROOT, root_script
 
-from multilabel.artifact import ClassifierConfig
-from multilabel.classifier import Classifier
+from multilabel.core.artifact import ClassifierConfig
+from multilabel.serving.classifier import Classifier
 
 inference = root_script("inference")  # the endpoint's handler, as the toolkit imports it
 
@@ -42,7 +42,7 @@ def build_classifier(tmp: Path, max_seq_length: int) -> Classifier:
     """A roberta-base-size classifier with random weights, as `model_fn` would return it."""
     from transformers import AutoTokenizer, RobertaConfig, RobertaForSequenceClassification
 
-    from multilabel.tiny_model import build_tiny_roberta
+    from tests.support.tiny_model import build_tiny_roberta
 
     base = build_tiny_roberta(tmp / "tokenizer", [ROOT / "data" / "train.csv"], max_positions=514)
     tokenizer = AutoTokenizer.from_pretrained(base)

@@ -4,7 +4,7 @@ Takes a finished run's `validation_predictions.csv` and `test_predictions.csv` (
 output-data directory) and the labelled CSVs they were predicted from, pools the two
 sets' probabilities and labels, and re-splits them many times at random into a tuning
 part (the validation set's size, or --tune-rows) and an evaluation part (the rest). On each
-split every strategy (`multilabel.metrics.THRESHOLD_STRATEGIES`) fits its thresholds on
+split every strategy (`multilabel.training.metrics.THRESHOLD_STRATEGIES`) fits its thresholds on
 the tuning part, and its micro- and macro-F1 are measured on the evaluation part. The
 model is fixed: only the thresholds vary.
 
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from multilabel import metrics
+from multilabel.training import metrics
 
 PROB_PREFIX = "prob_"
 

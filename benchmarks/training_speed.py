@@ -65,7 +65,7 @@ def main() -> int:
     args = parser.parse_args()
     from transformers import AutoTokenizer
 
-    from multilabel.pair_encoding import encode_pairs
+    from multilabel.text.pair_encoding import encode_pairs
 
     model = args.model or str(pretrained_encoder())
     rows = []

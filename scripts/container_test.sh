@@ -60,7 +60,7 @@ size=$("${BUILDAH[@]}" images --format '{{.Size}}' "$IMAGE")
 log "train: the SageMaker training toolkit inside the image, on the sample data and a tiny model"
 OPTML="$WORK/opt-ml"
 rm -rf "$OPTML"
-"$PY" -m multilabel.tiny_model --data "$ROOT/data/train.csv" --out "$OPTML/input/data/model" >/dev/null
+(cd "$ROOT" && "$PY" -m tests.support.tiny_model --data "$ROOT/data/train.csv" --out "$OPTML/input/data/model" >/dev/null)
 "$PY" - "$OPTML" <<'PYEOF'
 import json, shutil, sys
 from pathlib import Path
@@ -87,7 +87,7 @@ for d in input model output checkpoints; do volumes+=(-v "$OPTML/$d:/opt/ml/$d")
 "${BUILDAH[@]}" run --isolation chroot "${volumes[@]}" "$ctr" -- \
   env SM_STUDIO_LOCAL_MODE=true HF_HUB_OFFLINE=1 /usr/local/bin/entrypoint.sh train
 test -f "$OPTML/output/success" || { echo "training failed: $(cat "$OPTML/output/failure" 2>/dev/null)"; exit 1; }
-for f in config.json model.safetensors classifier_config.json code/inference.py code/multilabel/classifier.py; do
+for f in config.json model.safetensors classifier_config.json code/inference.py code/multilabel/serving/classifier.py; do
   test -f "$OPTML/model/$f" || { echo "missing in the model directory: $f"; exit 1; }
 done
 echo "train: the model directory is complete"

@@ -128,7 +128,7 @@ def report(
     lines += [
         "",
         f"Per-label report: {out / 'data' / 'label_report.md'}",
-        f'Try it: python -c "from multilabel.classifier import Classifier; '
+        f'Try it: python -c "from multilabel.serving.classifier import Classifier; '
         f"print(Classifier.load('{out / 'model'}').predict([{{'casePart1': 'a Perl module'}}]))\"",
     ]
     return lines
@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     if status:
         return status
 
-    from multilabel.classifier import Classifier
+    from multilabel.serving.classifier import Classifier
 
     names = json.loads(LABELS_FILE.read_text(encoding="utf-8"))
     train_rows, test_rows = read_rows(DATA / "train.csv"), read_rows(DATA / "test.csv")

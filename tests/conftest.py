@@ -15,7 +15,7 @@ from tests.moto_aws import aws, moto_url  # noqa: F401  (the emulated AWS accoun
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 2-layer, 32-wide RoBERTa with a tokenizer trained on the sample data."""
-    from multilabel.tiny_model import build_tiny_roberta
+    from tests.support.tiny_model import build_tiny_roberta
 
     return build_tiny_roberta(tmp_path_factory.mktemp("tiny-roberta"), [DATA / "train.csv"])
 

@@ -19,8 +19,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from multilabel import serve
-from multilabel.serve import server_environment
+from multilabel.serving import serve
+from multilabel.serving.serve import server_environment
 
 
 def free_port() -> int:

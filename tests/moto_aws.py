@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING
 import boto3
 import pytest
 
-from multilabel.artifact import pack_model
-from multilabel.sagemaker_session import make_session
+from multilabel.core.artifact import pack_model
+from multilabel.sagemaker.session import make_session
 from tests.model_server import free_port
 
 if TYPE_CHECKING:

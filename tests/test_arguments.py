@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from multilabel.arguments import TRAINING_DEFAULTS, parse_arguments
-from multilabel.errors import ArgumentError
-from multilabel.metric_names import BEST_METRIC
-from multilabel.schema import ColumnSpec
+from multilabel.core.errors import ArgumentError
+from multilabel.core.metric_names import BEST_METRIC
+from multilabel.data.schema import ColumnSpec
+from multilabel.training.arguments import TRAINING_DEFAULTS, parse_arguments
 from tests.helpers import ROOT, clean_env
 
 
@@ -108,15 +108,15 @@ def test_every_argument_problem_is_reported_at_once() -> None:
 def test_parsing_arguments_imports_no_scikit_learn_datasets_or_trainer() -> None:
     """train.py reports argument errors before the heavy imports (a fresh interpreter)."""
     code = (
-        "import sys, multilabel.arguments; "
-        "print(sorted(m for m in ('sklearn', 'datasets', 'multilabel.metrics', 'multilabel.training') "
+        "import sys, multilabel.training.arguments; "
+        "print(sorted(m for m in ('sklearn', 'datasets', 'multilabel.training.metrics', 'multilabel.training.pipeline') "
         "if m in sys.modules))"
     )
     result = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, env=clean_env(), capture_output=True, text=True, timeout=300
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.strip() == "[]", f"imported by multilabel.arguments: {result.stdout}"
+    assert result.stdout.strip() == "[]", f"imported by multilabel.training.arguments: {result.stdout}"
 
 
 def test_help_shows_the_project_options_first_and_the_trainer_options_on_request(
@@ -157,7 +157,7 @@ def test_a_misspelt_flag_gets_a_suggestion_and_a_short_usage(capsys: pytest.Capt
 def test_the_progress_bar_is_off_without_a_terminal_and_on_sagemaker(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from multilabel import arguments
+    from multilabel.training import arguments
 
     monkeypatch.delenv("SM_MODEL_DIR", raising=False)
     monkeypatch.delenv("SM_TRAINING_ENV", raising=False)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from multilabel.artifact import (
+from multilabel.core.artifact import (
     ArtifactError,
     ClassifierConfig,
     check_model_archive,
@@ -24,8 +24,8 @@ from multilabel.artifact import (
     main,
     pack_model,
 )
-from multilabel.pair_encoding import TRUNCATION_STRATEGIES
-from multilabel.windows import DEFAULT_POOLING, POOLINGS
+from multilabel.text.pair_encoding import TRUNCATION_STRATEGIES
+from multilabel.text.windows import DEFAULT_POOLING, POOLINGS
 from tests.conftest import SageMakerRun
 from tests.helpers import ROOT, files_under
 
@@ -33,15 +33,18 @@ from tests.helpers import ROOT, files_under
 SERVING_CODE = {
     "inference.py",
     "multilabel/__init__.py",
-    "multilabel/request_codec.py",
-    "multilabel/classifier.py",
-    "multilabel/runtime.py",
-    "multilabel/onnx_runtime.py",
-    "multilabel/pair_encoding.py",
-    "multilabel/windows.py",  # long records: windows and pooling
-    "multilabel/artifact.py",  # ClassifierConfig
-    "multilabel/job_source.py",  # imported by artifact
-    "multilabel/tfidf.py",  # the TF-IDF half of a hybrid model (numpy)
+    "multilabel/serving/__init__.py",
+    "multilabel/serving/request_codec.py",
+    "multilabel/serving/classifier.py",
+    "multilabel/serving/runtime.py",
+    "multilabel/serving/onnx_runtime.py",
+    "multilabel/text/__init__.py",
+    "multilabel/text/pair_encoding.py",
+    "multilabel/text/windows.py",  # long records: windows and pooling
+    "multilabel/text/tfidf.py",  # the TF-IDF half of a hybrid model (numpy)
+    "multilabel/core/__init__.py",
+    "multilabel/core/artifact.py",  # ClassifierConfig
+    "multilabel/core/job_source.py",  # imported by artifact
 }
 
 
@@ -102,8 +105,8 @@ def test_pack_puts_files_at_the_root_with_code_and_no_junk(model_copy: Path, tmp
         "classifier_config.json",
         "tokenizer.json",
         "code/inference.py",
-        "code/multilabel/classifier.py",
-        "code/multilabel/request_codec.py",
+        "code/multilabel/serving/classifier.py",
+        "code/multilabel/serving/request_codec.py",
     } <= names
     assert not any(n.startswith(("._", "./")) or "/._" in n or "__pycache__" in n for n in names)
     assert check_model_archive(archive) == []

@@ -12,13 +12,13 @@ from pathlib import Path
 import boto3
 import pytest
 
-from multilabel.request_codec import DEFAULT_MAX_RECORDS, MAX_RECORDS_ENV, MAX_TOKENS_ENV
-from multilabel.sagemaker_endpoint import (
+from multilabel.data.schema import DEFAULT_TEXT_COLUMNS
+from multilabel.sagemaker.endpoint import (
     SPECIAL_TOKENS_PER_RECORD,
     data_processing,
     transform_limits,
 )
-from multilabel.schema import DEFAULT_TEXT_COLUMNS
+from multilabel.serving.request_codec import DEFAULT_MAX_RECORDS, MAX_RECORDS_ENV, MAX_TOKENS_ENV
 from tests.batch_transform import MB, TransformError, mini_batches, transform
 from tests.conftest import SageMakerRun
 from tests.helpers import DATA, read_csv
@@ -89,8 +89,8 @@ def test_the_limits_follow_from_the_payload() -> None:
 def test_the_token_limit_bounds_every_mini_batch(sm_run: SageMakerRun) -> None:
     """With the model's own tokenizer: each record's tokens after truncation are at most its
     text's UTF-8 bytes plus SPECIAL_TOKENS_PER_RECORD, so a mini-batch never exceeds the limit."""
-    from multilabel.classifier import Classifier
-    from multilabel.pair_encoding import encode_pairs
+    from multilabel.serving.classifier import Classifier
+    from multilabel.text.pair_encoding import encode_pairs
 
     classifier = Classifier.load(sm_run.model_dir, device="cpu")
     columns = classifier.config.text_columns
@@ -129,7 +129,7 @@ def test_batch_transform_of_real_records_through_the_model_server(
     endpoint's default settings the same requests are refused (the negative control)."""
     import numpy as np
 
-    from multilabel.classifier import Classifier
+    from multilabel.serving.classifier import Classifier
 
     model_dir = sm_run.model_dir
     batches = list(mini_batches(LINES, LIMITS.max_payload_mb))

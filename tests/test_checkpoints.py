@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from multilabel.checkpoints import (
+from multilabel.training.checkpoints import (
     FINGERPRINT_FILE,
     CheckpointConflictError,
     checkpoint_problem,

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from multilabel.classifier import Classifier, default_max_tokens
-from multilabel.pair_encoding import TRUNCATION_STRATEGIES
-from multilabel.request_codec import DeploymentError, Options, Request, RequestError, parse_request
+from multilabel.serving.classifier import Classifier, default_max_tokens
+from multilabel.serving.request_codec import DeploymentError, Options, Request, RequestError, parse_request
+from multilabel.text.pair_encoding import TRUNCATION_STRATEGIES
 from tests.conftest import SageMakerRun
 from tests.helpers import DATA, LABELS, read_csv
 
@@ -166,7 +166,7 @@ def test_token_budget(sm_run: SageMakerRun, monkeypatch: pytest.MonkeyPatch) -> 
 
 def encoded_pair(classifier: Classifier, pair: tuple[str, str]) -> dict | str:
     """What the model sees of one pair, or the kind of error when the truncation cannot fit it."""
-    from multilabel.pair_encoding import encode_pairs
+    from multilabel.text.pair_encoding import encode_pairs
 
     config = classifier.config
     try:

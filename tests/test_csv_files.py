@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from multilabel.csv_files import iter_records, list_csv_files, read_header
-from multilabel.errors import DataValidationError, InputError, UsageError
+from multilabel.core.errors import DataValidationError, InputError, UsageError
+from multilabel.data.csv_files import iter_records, list_csv_files, read_header
 
 
 @pytest.fixture

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from transformers import AutoTokenizer
 
-from multilabel.data import LABELS, label_matrix, load_split, stratified_split, tokenize
-from multilabel.schema import ColumnSpec, LabelSchema, rows_needed_for_split, validate_files
+from multilabel.data.dataset import LABELS, label_matrix, load_split, stratified_split, tokenize
+from multilabel.data.schema import ColumnSpec, LabelSchema, rows_needed_for_split, validate_files
 from tests.helpers import DATA, HEADER, read_csv, write_csv
 
 
@@ -96,8 +96,8 @@ def test_encoding_reaches_loading(tmp_path: Path) -> None:
 def test_the_length_report_states_lengths_and_what_each_window_size_drops(tiny_model: Path) -> None:
     from datasets import Dataset
 
-    from multilabel.data import length_report
-    from multilabel.windows import WindowSettings
+    from multilabel.data.dataset import length_report
+    from multilabel.text.windows import WindowSettings
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model)
     rows = read_csv(DATA / "train.csv")

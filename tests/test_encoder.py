@@ -8,8 +8,8 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, BertConfig, RobertaConfig
 
-from multilabel.encoder import classification_layer, compute_pos_weight, initialise_head_bias
-from multilabel.tiny_model import tiny_config
+from multilabel.training.encoder import classification_layer, compute_pos_weight, initialise_head_bias
+from tests.support.tiny_model import tiny_config
 
 # 200 rows, 3 labels on 50 %, 10 % and 1 % of them.
 LABELS = np.zeros((200, 3), dtype=np.float32)

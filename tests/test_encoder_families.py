@@ -28,18 +28,18 @@ from transformers import (
 )
 from transformers.tokenization_utils_base import VERY_LARGE_INTEGER
 
-from multilabel.arguments import ModelArguments
-from multilabel.encoder import (
+from multilabel.data.schema import LabelSchema
+from multilabel.text.pair_encoding import encode_pairs, pad_batch
+from multilabel.training.arguments import ModelArguments
+from multilabel.training.encoder import (
     classification_layer,
     compute_pos_weight,
     effective_max_length,
     initialise_head_bias,
     load_model_and_tokenizer,
 )
-from multilabel.pair_encoding import encode_pairs, pad_batch
-from multilabel.schema import LabelSchema
-from multilabel.tiny_model import FAMILIES, build_tiny_model, tiny_config
 from tests.helpers import DATA, FAST_ARGS, LABELS, ROOT, assert_same_decisions, read_csv, run_train
+from tests.support.tiny_model import FAMILIES, build_tiny_model, tiny_config
 
 SERVING_PYTHON = Path(os.environ.get("SERVING_VENV", ROOT / ".venv-serving")) / "bin" / "python"
 SCHEMA = LabelSchema("indicator", tuple(LABELS), tuple(LABELS))
@@ -198,7 +198,7 @@ for model_dir in sys.argv[1:]:
     sys.path.insert(0, model_dir + "/code")  # as the inference toolkit does
     try:
         import inference
-        from multilabel.pair_encoding import encode_pairs
+        from multilabel.text.pair_encoding import encode_pairs
         model = inference.model_fn(model_dir)
         request = inference.input_fn(json.dumps({"inputs": records}), "application/json")
         body = inference.output_fn(inference.predict_fn(request, model), "application/json")
@@ -334,8 +334,8 @@ def test_a_model_without_a_sequence_classification_head_is_refused(tiny_models, 
 def test_windows_keep_each_familys_pair_structure(tiny_models, family: str) -> None:
     """Windows are ordinary (first, second) pairs of the family's tokenizer: its special
     tokens and token types, every window within the length, the record read to its end."""
-    from multilabel.pair_encoding import pad_batch
-    from multilabel.windows import encode_windows, pool_logits
+    from multilabel.text.pair_encoding import pad_batch
+    from multilabel.text.windows import encode_windows, pool_logits
 
     model, tokenizer = load(tiny_models[family])
     long = " ".join(TEXTS) * 20

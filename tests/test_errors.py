@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from multilabel.errors import ArgumentError, DataValidationError, InputError, UsageError
+from multilabel.core.errors import ArgumentError, DataValidationError, InputError, UsageError
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from multilabel.request_codec import DeploymentError
+from multilabel.serving.request_codec import DeploymentError
 from tests.conftest import SageMakerRun
 from tests.helpers import DATA, LABELS, assert_same_decisions, read_csv
 from tests.model_server import ModelServer, post, post_with_headers

@@ -17,10 +17,10 @@ import boto3
 import pytest
 
 import launch
-from multilabel.sagemaker_endpoint import DeployConfig
-from multilabel.sagemaker_session import BUCKET_ENV
-from multilabel.sagemaker_training import TrainConfig
-from multilabel.schema import DEFAULT_TEXT_COLUMNS, LABEL_FORMATS
+from multilabel.data.schema import DEFAULT_TEXT_COLUMNS, LABEL_FORMATS
+from multilabel.sagemaker.endpoint import DeployConfig
+from multilabel.sagemaker.session import BUCKET_ENV
+from multilabel.sagemaker.training_job import TrainConfig
 from tests.helpers import DATA, LABELS, ROOT
 from tests.model_server import free_port
 from tests.moto_aws import AWS_ENV, BUCKET, REGION, ROLE, TRAINING_IMAGE, queue_endpoint_answer
@@ -433,7 +433,7 @@ def test_dry_run_of_an_undecodable_file_exits_2_with_the_line(
 def test_launch_imports_without_torch_or_transformers() -> None:
     code = (
         "import sys; sys.modules.update(torch=None, transformers=None); "
-        "import launch, multilabel.notebook_views; print('ok')"
+        "import launch, multilabel.sagemaker.notebook_views; print('ok')"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert result.stdout.strip() == "ok", result.stderr[-2000:]
@@ -496,7 +496,7 @@ def test_a_misspelt_hyperparameter_exits_2_with_a_suggestion_before_any_upload()
 
 @pytest.mark.slow
 def test_gpu_only_hyperparameters_pass_for_a_gpu_instance_and_not_for_a_cpu_one() -> None:
-    from multilabel.sagemaker_training import check_hyperparameters
+    from multilabel.sagemaker.training_job import check_hyperparameters
 
     before = dict(os.environ)
     check_hyperparameters({"bf16": True, "tf32": True}, ["train"], "ml.g5.2xlarge")
@@ -561,7 +561,7 @@ def test_no_credentials_is_one_line_with_the_fix() -> None:
 def test_expired_and_refused_credentials_read_as_one_line() -> None:
     from botocore.exceptions import ClientError
 
-    from multilabel.sagemaker_session import aws_failure_message
+    from multilabel.sagemaker.session import aws_failure_message
 
     def client_error(code: str, message: str) -> ClientError:
         return ClientError({"Error": {"Code": code, "Message": message}}, "DescribeEndpoint")
@@ -592,7 +592,7 @@ def test_predict_sends_max_records_a_request_and_names_the_endpoint_limit() -> N
     from botocore.response import StreamingBody
     from botocore.stub import Stubber
 
-    from multilabel.sagemaker_endpoint import predict
+    from multilabel.sagemaker.endpoint import predict
 
     runtime = boto3.client(
         "sagemaker-runtime", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x"

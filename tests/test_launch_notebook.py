@@ -11,7 +11,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from multilabel.sagemaker_session import BUCKET_ENV, ROLE_ENV
+from multilabel.sagemaker.session import BUCKET_ENV, ROLE_ENV
 from tests.conftest import SageMakerRun
 from tests.helpers import DATA, ROOT, read_csv
 from tests.moto_aws import BUCKET, REGION, ROLE, queue_endpoint_answer, upload_model
@@ -95,7 +95,7 @@ def test_notebook_runs_top_to_bottom(sm_run: SageMakerRun, tmp_path: Path) -> No
     """The launch notebook, executed by a real kernel against the emulated AWS account: it
     validates, trains, shows the job's test metrics and label report from its output.tar.gz,
     deploys, predicts and deletes the endpoint."""
-    from multilabel.classifier import Classifier
+    from multilabel.serving.classifier import Classifier
 
     # The emulated endpoint answers with what the real handler says about the same rows.
     records = [

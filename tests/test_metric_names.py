@@ -7,8 +7,8 @@ import re
 import numpy as np
 import pytest
 
-from multilabel import metric_names
-from multilabel.metric_names import (
+from multilabel.core import metric_names
+from multilabel.core.metric_names import (
     AGGREGATE,
     BEST_METRIC,
     MAX_DEFINITIONS,
@@ -20,7 +20,7 @@ from multilabel.metric_names import (
     split_results,
     step_line,
 )
-from multilabel.metrics import multilabel_metrics
+from multilabel.training.metrics import multilabel_metrics
 
 LABELS = ["perl", "c", "devel-lib"]
 

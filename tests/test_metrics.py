@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, f1_score
 
-from multilabel import metrics
-from multilabel.artifact import ClassifierConfig
-from multilabel.metrics import (
+from multilabel.core.artifact import ClassifierConfig
+from multilabel.training import metrics
+from multilabel.training.metrics import (
     DEFAULT_THRESHOLD,
     MIN_TUNED_F1,
     best_f1_threshold,

@@ -1,11 +1,11 @@
-"""multilabel.notebook_views: the launch notebook's plot and table, from plain data."""
+"""multilabel.sagemaker.notebook_views: the launch notebook's plot and table, from plain data."""
 
 from __future__ import annotations
 
 import matplotlib
 import pytest
 
-from multilabel.notebook_views import plot_training_metrics, results_table
+from multilabel.sagemaker.notebook_views import plot_training_metrics, results_table
 
 matplotlib.use("Agg")
 
@@ -41,7 +41,7 @@ def test_plot_shows_the_recorded_metrics_over_minutes(caplog: pytest.LogCaptureF
 
 
 def test_metrics_table_shows_the_summary_metrics_tuned_and_at_one_half() -> None:
-    from multilabel.notebook_views import metrics_table
+    from multilabel.sagemaker.notebook_views import metrics_table
 
     results = {
         "test_micro_f1": 0.7,

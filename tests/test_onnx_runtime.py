@@ -21,11 +21,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from multilabel.artifact import file_sha256
-from multilabel.classifier import Classifier
-from multilabel.onnx_runtime import EXPORT_RECORD, OnnxModel, onnx_path, onnx_problems
-from multilabel.request_codec import DeploymentError
-from multilabel.runtime import PRECISION_ENV, RUNTIME_ENV, RuntimeSettings
+from multilabel.core.artifact import file_sha256
+from multilabel.serving.classifier import Classifier
+from multilabel.serving.onnx_runtime import EXPORT_RECORD, OnnxModel, onnx_path, onnx_problems
+from multilabel.serving.request_codec import DeploymentError
+from multilabel.serving.runtime import PRECISION_ENV, RUNTIME_ENV, RuntimeSettings
 from tests.conftest import SageMakerRun
 from tests.helpers import LABELS, read_csv
 from tests.model_server import ModelServer, post
@@ -49,7 +49,7 @@ def load(model_dir: Path, monkeypatch: pytest.MonkeyPatch, runtime: str, precisi
 @pytest.fixture(scope="module")
 def exported(sm_run: SageMakerRun, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A copy of the session's model directory with onnx/ written, as at pack time."""
-    from multilabel.onnx_export import export_onnx
+    from multilabel.serving.onnx_export import export_onnx
 
     model_dir = Path(shutil.copytree(sm_run.model_dir, tmp_path_factory.mktemp("onnx") / "model"))
     export_onnx(model_dir)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from transformers import AutoTokenizer
 
-from multilabel.pair_encoding import TruncationError, encode_pairs, pad_batch
+from multilabel.text.pair_encoding import TruncationError, encode_pairs, pad_batch
 
 
 def test_pairs_are_two_segments_truncated_and_reported(tiny_model: Path) -> None:

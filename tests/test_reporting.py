@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from multilabel import reporting
-from multilabel.metrics import SplitEvaluation, evaluate_split
+from multilabel.training import reporting
+from multilabel.training.metrics import SplitEvaluation, evaluate_split
 
 LABELS = ["perl", "c", "devel-lib"]
 THRESHOLDS = np.array([0.5, 0.3, 0.7])

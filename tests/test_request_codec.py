@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from multilabel.request_codec import (
+from multilabel.serving.request_codec import (
     DEFAULT_MAX_RECORDS,
     MAX_RECORDS_ENV,
     DeploymentError,
@@ -47,7 +47,7 @@ def error_of(body, content_type="application/json", **kw) -> str:
 
 def test_importing_the_codec_loads_neither_torch_nor_transformers() -> None:
     """Requests can be parsed and answered without the model's libraries (a fresh interpreter)."""
-    code = "import sys, multilabel.request_codec; print(sorted({'torch', 'transformers'} & set(sys.modules)))"
+    code = "import sys, multilabel.serving.request_codec; print(sorted({'torch', 'transformers'} & set(sys.modules)))"
     result = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True
     )

@@ -49,7 +49,7 @@ def test_torchrun_two_processes_on_cpu(tiny_model: Path, tmp_path: Path) -> None
     state = json.loads(next((tmp_path / "checkpoints").glob("checkpoint-*/trainer_state.json")).read_text())
     assert state["global_step"] == math.ceil(300 / 32)
     # Gathered predictions: one per test row, in input order, no padding duplicates.
-    from multilabel.classifier import Classifier
+    from multilabel.serving.classifier import Classifier
 
     predictions = read_csv(tmp_path / "data" / "test_predictions.csv")
     assert len(predictions) == 100

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from multilabel.run_paths import SPLITS, resolve_run_paths
+from multilabel.core.run_paths import SPLITS, resolve_run_paths
 
 
 def test_run_paths_on_sagemaker_and_locally() -> None:

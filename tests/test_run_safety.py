@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
-from multilabel.data import label_matrix, load_split
-from multilabel.schema import ColumnSpec, validate_files
+from multilabel.data.dataset import label_matrix, load_split
+from multilabel.data.schema import ColumnSpec, validate_files
 from tests.conftest import SageMakerRun, sagemaker_env_for
 from tests.helpers import DATA, FAST_ARGS, ROOT, clean_env, read_csv, run_train, write_csv
 
@@ -103,7 +103,7 @@ def test_a_failure_while_saving_leaves_the_old_model_byte_identical(
 ) -> None:
     """The old failure: weights written, classifier_config.json not, a model that answers 400."""
     import train
-    from multilabel.artifact import ClassifierConfig
+    from multilabel.core.artifact import ClassifierConfig
 
     base, env = copy_of_run(sm_run, tmp_path)
     before = checksums(base / "model")

@@ -1,4 +1,4 @@
-"""The endpoint's precision and thread settings (multilabel/runtime.py), and int8 parity.
+"""The endpoint's precision and thread settings (Nonemultilabel/serving/runtime.py), and int8 parity.
 
 int8 moves every score a little, so its parity with fp32 is stated as a margin: scores
 within SCORE_TOLERANCE of fp32's, and the same labels except where fp32's score sits
@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 import torch
 
-from multilabel.classifier import Classifier
-from multilabel.request_codec import DeploymentError
-from multilabel.runtime import (
+from multilabel.serving.classifier import Classifier
+from multilabel.serving.request_codec import DeploymentError
+from multilabel.serving.runtime import (
     PRECISION_ENV,
     RUNTIME_ENV,
     THREADS_ENV,
@@ -155,7 +155,7 @@ model_dir, records = sys.argv[1], json.loads(sys.stdin.read())
 sys.path.insert(0, model_dir + "/code")  # as the inference toolkit does
 import transformers
 import inference
-from multilabel.runtime import is_int8
+from multilabel.serving.runtime import is_int8
 model = inference.model_fn(model_dir)
 request = inference.input_fn(json.dumps({"inputs": records}), "application/json")
 body = inference.output_fn(inference.predict_fn(request, model), "application/json")

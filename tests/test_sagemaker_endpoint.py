@@ -1,4 +1,4 @@
-"""multilabel.sagemaker_endpoint through the real SageMaker SDK and boto3, against the moto
+"""multilabel.sagemaker.endpoint through the real SageMaker SDK and boto3, against the moto
 AWS API emulator running as a server on 127.0.0.1; request batching offline."""
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ from types import SimpleNamespace
 import boto3
 import pytest
 
-from multilabel.job_source import package_imports
-from multilabel.request_codec import DEFAULT_MAX_RECORDS
-from multilabel.sagemaker_endpoint import DeployConfig, batch_transform, delete, deploy, predict
-from multilabel.sagemaker_session import LaunchError
+from multilabel.core.job_source import package_imports
+from multilabel.sagemaker.endpoint import DeployConfig, batch_transform, delete, deploy, predict
+from multilabel.sagemaker.session import LaunchError
+from multilabel.serving.request_codec import DEFAULT_MAX_RECORDS
 from tests.conftest import SageMakerRun
 from tests.helpers import ROOT
 from tests.moto_aws import (
@@ -55,18 +55,20 @@ def test_deploy_predict_delete(sm_run: SageMakerRun, tmp_path: Path) -> None:
     names = tar_names(repacked)
     assert {
         "code/inference.py",
-        "code/multilabel/classifier.py",
-        "code/multilabel/request_codec.py",
+        "code/multilabel/serving/classifier.py",
+        "code/multilabel/serving/request_codec.py",
         "config.json",
         "model.safetensors",
     } <= names
     assert "code/train.py" not in names and "code/requirements.txt" not in names
     code = {n for n in names if n.startswith("code/multilabel/")}
-    assert not {"code/multilabel/training.py", "code/multilabel/sagemaker_endpoint.py"} & code
-    assert code == {f"code/multilabel/{m}.py" for m in {"__init__", *package_imports(ROOT / "inference.py")}}
+    assert not {"code/multilabel/training/pipeline.py", "code/multilabel/sagemaker/endpoint.py"} & code
+    modules = package_imports(ROOT / "inference.py")
+    inits = {"__init__", *(f"{m.split('.')[0]}.__init__" for m in modules)}
+    assert code == {f"code/multilabel/{m.replace('.', '/')}.py" for m in modules | inits}
 
     # predict: moto returns what is queued for the endpoint; here, real handler output.
-    from multilabel.classifier import Classifier
+    from multilabel.serving.classifier import Classifier
 
     records = [{"casePart1": "Perl module for parsing CSV files", "casePart2": ""}]
     expected = Classifier.load(sm_run.model_dir, device="cpu").predict(records)

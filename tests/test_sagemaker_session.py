@@ -1,4 +1,4 @@
-"""multilabel.sagemaker_session: sessions, the checks each job makes first, container versions.
+"""multilabel.sagemaker.session: sessions, the checks each job makes first, container versions.
 
 Offline: nothing here sends a request (the checks that need an AWS account run through
 `train` in test_sagemaker_training.py, against the moto server).
@@ -9,7 +9,7 @@ from __future__ import annotations
 import boto3
 import pytest
 
-from multilabel.sagemaker_session import (
+from multilabel.sagemaker.session import (
     BUCKET_ENV,
     ROLE_ENV,
     ContainerVersions,
@@ -20,7 +20,7 @@ from multilabel.sagemaker_session import (
     make_session,
     resolve_role,
 )
-from multilabel.sagemaker_training import TrainConfig
+from multilabel.sagemaker.training_job import TrainConfig
 
 ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
 
@@ -115,8 +115,8 @@ def test_execution_role_inside_sagemaker_else_from_the_environment(
 ) -> None:
     import sagemaker
 
-    import multilabel.sagemaker_session as sagemaker_session
-    from multilabel.sagemaker_session import execution_role
+    import multilabel.sagemaker.session as sagemaker_session
+    from multilabel.sagemaker.session import execution_role
 
     monkeypatch.setattr(sagemaker_session, "SAGEMAKER_NOTEBOOK_METADATA", str(tmp_path / "absent.json"))
     monkeypatch.delenv(ROLE_ENV, raising=False)

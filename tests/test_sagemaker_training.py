@@ -1,4 +1,4 @@
-"""multilabel.sagemaker_training through the real SageMaker SDK and boto3, against the moto
+"""multilabel.sagemaker.training_job through the real SageMaker SDK and boto3, against the moto
 AWS API emulator running as a server on 127.0.0.1 (the dry run needs none)."""
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ from pathlib import Path
 import boto3
 import pytest
 
-from multilabel.errors import DataValidationError
-from multilabel.metric_names import metric_definitions
-from multilabel.sagemaker_session import LaunchError, make_session
-from multilabel.sagemaker_training import (
+from multilabel.core.errors import DataValidationError
+from multilabel.core.metric_names import metric_definitions
+from multilabel.sagemaker.session import LaunchError, make_session
+from multilabel.sagemaker.training_job import (
     TrainConfig,
     dry_run_request,
     job_hyperparameters,

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from multilabel.job_source import stage_job_source
+from multilabel.core.job_source import stage_job_source
 from tests.helpers import DATA, LABELS, clean_env, files_under
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]  # the toolkit runs train.py in a subprocess

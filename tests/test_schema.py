@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from multilabel.errors import ArgumentError, DataValidationError
-from multilabel.schema import (
+from multilabel.core.errors import ArgumentError, DataValidationError
+from multilabel.data.schema import (
     ColumnSpec,
     LabelSchema,
     detect_label_format,
@@ -65,7 +65,7 @@ def test_names_format_takes_the_union_of_slots(tmp_path: Path) -> None:
 
 
 def test_auto_detection_is_logged(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.INFO, logger="multilabel.schema"):
+    with caplog.at_level(logging.INFO, logger="multilabel.data.schema"):
         assert detect_label_format({"0", "1", "True"}, "auto") == "indicator"
         assert detect_label_format({"0", "1", "2", "yes"}, "auto") == "indicator"
         assert detect_label_format({"", "perl", "c"}, "auto") == "names"
@@ -448,6 +448,6 @@ def test_a_validation_or_test_file_that_is_the_training_file_is_refused(
         "rows the model does not train on; pass another file",
     ]
     other = write_csv(tmp_path / "other.csv", [indicator_row(f"other {i}", 1 + i % 10) for i in range(10)])
-    with caplog.at_level(logging.WARNING, logger="multilabel.schema"):
+    with caplog.at_level(logging.WARNING, logger="multilabel.data.schema"):
         validate_files({"train": good_train, "validation": other, "test": other})
     assert "the test file is the validation file" in caplog.text

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-import multilabel.training  # noqa: F401  # imported by train.main; loaded at collection, not in a test
+import multilabel.training.pipeline  # noqa: F401  # imported by train.main; loaded at collection, not in a test
 import train
-from multilabel.artifact import ClassifierConfig
+from multilabel.core.artifact import ClassifierConfig
 from tests.conftest import SageMakerRun
 from tests.helpers import DATA, HEADER, LABELS, files_under, read_csv, run_train, write_csv
 
@@ -126,7 +126,7 @@ def test_scoring_into_a_training_runs_results_is_refused_and_keeps_them(
 
 
 def test_keep_checkpoints_flag() -> None:
-    from multilabel.arguments import parse_arguments
+    from multilabel.training.arguments import parse_arguments
 
     assert parse_arguments([])[1].keep_checkpoints is None  # local: removed, SageMaker: kept
     assert parse_arguments(["--keep_checkpoints", "True"])[1].keep_checkpoints is True
@@ -224,8 +224,8 @@ def test_the_training_run_saved_how_its_labels_read(sm_run: SageMakerRun) -> Non
 def test_classifier_predict_takes_texts_or_records_checked_as_the_endpoint_does(
     sm_run: SageMakerRun, tmp_path: Path
 ) -> None:
-    from multilabel.classifier import Classifier
-    from multilabel.request_codec import RequestError
+    from multilabel.serving.classifier import Classifier
+    from multilabel.serving.request_codec import RequestError
 
     classifier = Classifier.load(sm_run.model_dir, device="cpu")
     texts = [r["casePart1"] for r in read_csv(DATA / "test.csv")[:5]]

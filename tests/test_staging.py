@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from multilabel import staging
+from multilabel.training import staging
 
 
 def staged_with(target: Path, files: dict[str, str]) -> Path:

@@ -11,8 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from multilabel import metrics, tfidf
-from multilabel.request_codec import DeploymentError
+from multilabel.serving.request_codec import DeploymentError
+from multilabel.text import tfidf
+from multilabel.training import metrics
 from tests.helpers import DATA, LABELS, read_csv, run_train, train_on_sample, write_csv
 
 COLUMNS = ("casePart1", "casePart2")
@@ -113,12 +114,12 @@ def hybrid_records() -> list[dict[str, str]]:
 
 @pytest.mark.slow
 def test_hybrid_scores_the_same_in_training_scoring_and_the_classifier(hybrid_run: Path) -> None:
-    from multilabel.classifier import Classifier
+    from multilabel.serving.classifier import Classifier
 
     model_dir = hybrid_run / "model"
     config = json.loads((model_dir / "classifier_config.json").read_text())
     assert 0 <= config["hybrid_weight"] <= 1
-    assert (model_dir / "tfidf.npz").is_file() and (model_dir / "code" / "multilabel" / "tfidf.py").is_file()
+    assert (model_dir / "tfidf.npz").is_file() and (model_dir / "code" / "multilabel" / "text" / "tfidf.py").is_file()
     expected = expected_probabilities(hybrid_run)
     classifier = Classifier.load(model_dir)
     np.testing.assert_allclose(
@@ -150,14 +151,14 @@ def test_hybrid_scores_the_same_in_training_scoring_and_the_classifier(hybrid_ru
 def test_a_hybrid_model_without_its_tfidf_file_is_refused(hybrid_run: Path, tmp_path: Path) -> None:
     import shutil
 
-    from multilabel.classifier import Classifier
+    from multilabel.serving.classifier import Classifier
 
     broken = tmp_path / "model"
     shutil.copytree(hybrid_run / "model", broken)
     (broken / "tfidf.npz").unlink()
     with pytest.raises(DeploymentError, match=r"tfidf.npz: classifier_config.json has a hybrid_weight"):
         Classifier.load(broken)
-    from multilabel.artifact import ArtifactError, check_model_archive, pack_model
+    from multilabel.core.artifact import ArtifactError, check_model_archive, pack_model
 
     assert check_model_archive(pack_model(hybrid_run / "model", tmp_path / "whole.tar.gz")) == []
     with pytest.raises(ArtifactError, match=r"no tfidf.npz: classifier_config.json blends a TF-IDF model"):

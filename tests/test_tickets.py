@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from multilabel import serve
-from multilabel.classifier import Classifier
-from multilabel.request_codec import RequestError
+from multilabel.classifier import Classifier  # the public path
+from multilabel.serving import serve
+from multilabel.serving.request_codec import RequestError
 from tests.helpers import DATA, FAST_ARGS, ROOT, read_csv, run_train, write_csv
 from tests.model_server import post
 

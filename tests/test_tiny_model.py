@@ -12,7 +12,7 @@ from transformers import (
     RobertaConfig,
 )
 
-from multilabel.tiny_model import build_tiny_roberta, roberta_base_config, tiny_config
+from tests.support.tiny_model import build_tiny_roberta, roberta_base_config, tiny_config
 
 
 def test_tiny_config_gives_any_family_a_multi_label_head() -> None:

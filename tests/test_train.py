@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-import multilabel.training  # noqa: F401  # imported by train.main; loaded at collection, not in a test
+import multilabel.training.pipeline  # noqa: F401  # imported by train.main; loaded at collection, not in a test
 import train
 from tests.helpers import DATA, HEADER, write_csv
 
@@ -80,11 +80,12 @@ def test_a_truncation_mode_that_cannot_fit_a_row_is_refused(
     rows = [[f"short text {i}", "a pair", *([1, 0] * 5)] for i in range(12)]
     rows[4][0] = "a very long first text " * 40  # only_second can cut only the pair
     data = write_csv(tmp_path / "train.csv", rows)
+    validation = write_csv(tmp_path / "validation.csv", rows[:4])
     code = train.main(
         [
             f"--model_name_or_path={tiny_model}",
             f"--train_file={data}",
-            f"--validation_file={data}",
+            f"--validation_file={validation}",
             f"--model_dir={tmp_path / 'model'}",
             f"--output_dir={tmp_path / 'ckpt'}",
             f"--output_data_dir={tmp_path / 'data'}",

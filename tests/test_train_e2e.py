@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from multilabel.metrics import multilabel_metrics
+from multilabel.training.metrics import multilabel_metrics
 from tests.conftest import SageMakerRun
 from tests.helpers import DATA, FAST_ARGS, LABELS, files_under, read_csv, run_train, write_csv
 
@@ -44,12 +44,12 @@ def test_model_dir_holds_exactly_the_deployable_files(sm_run: SageMakerRun) -> N
     assert files - package == MODEL_FILES
     # The modules the handler imports travel, sources only, and no training module.
     assert {
-        "code/multilabel/classifier.py",
-        "code/multilabel/request_codec.py",
-        "code/multilabel/artifact.py",
-        "code/multilabel/pair_encoding.py",
+        "code/multilabel/serving/classifier.py",
+        "code/multilabel/serving/request_codec.py",
+        "code/multilabel/core/artifact.py",
+        "code/multilabel/text/pair_encoding.py",
     } <= package, f"the handler's imports are missing from code/: {sorted(package)}"
-    assert "code/multilabel/training.py" not in package, "training code shipped to the endpoint"
+    assert "code/multilabel/training/pipeline.py" not in package, "training code shipped to the endpoint"
     assert all(f.endswith(".py") for f in package)
 
 
@@ -116,7 +116,7 @@ def test_per_row_predictions_are_in_input_order_and_match_the_metrics(sm_run: Sa
     Each row's probabilities are recomputed by the saved model alone, one row at a time,
     and the saved thresholds applied to them reproduce the reported test metrics.
     """
-    from multilabel.classifier import Classifier
+    from multilabel.serving.classifier import Classifier
 
     predictions = read_csv(sm_run.output_data_dir / "test_predictions.csv")
     test_rows = read_csv(DATA / "test.csv")

@@ -10,8 +10,8 @@ from datasets import Dataset
 from transformers import AutoModelForSequenceClassification, RobertaConfig, TrainingArguments
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
-from multilabel.tiny_model import tiny_config
-from multilabel.trainer import MultiLabelTrainer
+from multilabel.training.trainer import MultiLabelTrainer
+from tests.support.tiny_model import tiny_config
 
 
 def tiny(config_class) -> torch.nn.Module:

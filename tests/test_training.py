@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from transformers import TrainingArguments
 
-from multilabel.arguments import DataArguments
-from multilabel.errors import TrainingSetupError
-from multilabel.run_paths import resolve_run_paths
-from multilabel.training import check_training_steps, resolve_data_files, training_steps
+from multilabel.core.errors import TrainingSetupError
+from multilabel.core.run_paths import resolve_run_paths
+from multilabel.training.arguments import DataArguments
+from multilabel.training.pipeline import check_training_steps, resolve_data_files, training_steps
 
 
 def test_flags_win_over_sagemaker_channels() -> None:

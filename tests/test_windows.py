@@ -11,9 +11,9 @@ import pytest
 import torch
 from transformers import AutoTokenizer, RobertaForSequenceClassification, TrainingArguments
 
-from multilabel.pair_encoding import encode_pairs
-from multilabel.request_codec import MAX_TOKENS_ENV, DeploymentError, RequestError
-from multilabel.windows import (
+from multilabel.serving.request_codec import MAX_TOKENS_ENV, DeploymentError, RequestError
+from multilabel.text.pair_encoding import encode_pairs
+from multilabel.text.windows import (
     WINDOW_COUNTS,
     WindowCollator,
     encode_windows,
@@ -104,7 +104,7 @@ def test_the_collator_flattens_records_into_windows_in_order() -> None:
 
 
 def test_training_loss_is_the_bce_of_the_records_pooled_logits(tiny_model: Path, tmp_path: Path) -> None:
-    from multilabel.trainer import MultiLabelTrainer
+    from multilabel.training.trainer import MultiLabelTrainer
 
     torch.manual_seed(0)
     model = RobertaForSequenceClassification.from_pretrained(
@@ -151,11 +151,11 @@ def windowed_run(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 
 @pytest.mark.slow
 def test_records_as_windows_score_the_same_in_training_scoring_and_the_endpoint(windowed_run: Path) -> None:
-    from multilabel.classifier import Classifier
+    from multilabel.serving.classifier import Classifier
 
     config = json.loads((windowed_run / "model" / "classifier_config.json").read_text())
     assert (config["max_windows"], config["window_overlap"], config["window_pooling"]) == (3, 4, "max")
-    assert (windowed_run / "model" / "code" / "multilabel" / "windows.py").is_file()
+    assert (windowed_run / "model" / "code" / "multilabel" / "text" / "windows.py").is_file()
     report = (windowed_run / "data" / "label_report.md").read_text()
     assert "## Text lengths of the training data" in report and "max_seq_length 32 (this run)" in report
     predictions = read_csv(windowed_run / "data" / "test_predictions.csv")
@@ -198,7 +198,7 @@ def test_windowed_model_serves_under_transformers_4_51_3(windowed_run: Path) -> 
 
 @pytest.mark.slow
 def test_the_token_budget_counts_every_window(windowed_run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from multilabel.classifier import Classifier
+    from multilabel.serving.classifier import Classifier
 
     monkeypatch.setenv(MAX_TOKENS_ENV, "95")
     with pytest.raises(

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from multilabel.errors import UsageError
+from multilabel.core.errors import UsageError
 
 logger = logging.getLogger(__name__)
 

@@ -30,8 +30,8 @@ from dataclasses import dataclass
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from multilabel.artifact import ClassifierConfig
-from multilabel.pair_encoding import MODEL_INPUTS, pad_batch
+from multilabel.core.artifact import ClassifierConfig
+from multilabel.text.pair_encoding import MODEL_INPUTS, pad_batch
 
 POOLINGS = ("max", "mean", "logsumexp")
 DEFAULT_POOLING = "mean"  # measured: benchmarks/README.md, "Long records"

@@ -2,7 +2,7 @@
 
 Standard library only (no torch, no transformers), as the inference toolkit keeps its
 decoder and encoder apart from the model: requests can be parsed, checked and answered
-without loading one, and `multilabel.classifier` holds the model.
+without loading one, and `multilabel.serving.classifier` holds the model.
 
 Content types in: JSON (one record, a list, or either under "inputs" with
 "parameters"), JSON Lines and CSV with a header row. Out: JSON or JSON Lines, chosen

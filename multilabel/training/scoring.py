@@ -29,13 +29,13 @@ from datasets import Dataset
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, Trainer, TrainingArguments
 from transformers.trainer_utils import IntervalStrategy
 
-from multilabel import data, metric_names, metrics, reporting, staging, tfidf, training
-from multilabel.arguments import DataArguments, ModelArguments
-from multilabel.artifact import CLASSIFIER_CONFIG, ClassifierConfig
-from multilabel.csv_files import list_csv_files, read_header
-from multilabel.errors import DataValidationError, UsageError
-from multilabel.run_paths import resolve_run_paths
-from multilabel.schema import (
+from multilabel.core import metric_names
+from multilabel.core.artifact import CLASSIFIER_CONFIG, ClassifierConfig
+from multilabel.core.errors import DataValidationError, UsageError
+from multilabel.core.run_paths import resolve_run_paths
+from multilabel.data.csv_files import list_csv_files, read_header
+from multilabel.data.dataset import LABELS, label_matrix, load_split, tokenize
+from multilabel.data.schema import (
     DEFAULT_TEXT_COLUMNS,
     INDICATOR_FORMAT,
     NAMES_FORMAT,
@@ -45,8 +45,12 @@ from multilabel.schema import (
     scan_file,
     split_names,
 )
-from multilabel.trainer import Splits, build_trainer, predict_rows
-from multilabel.windows import WindowSettings
+from multilabel.text import tfidf
+from multilabel.text.windows import WindowSettings
+from multilabel.training import metrics, reporting, staging
+from multilabel.training.arguments import DataArguments, ModelArguments
+from multilabel.training.pipeline import resolve_data_files
+from multilabel.training.trainer import Splits, build_trainer, predict_rows
 
 logger = logging.getLogger(__name__)
 
@@ -220,8 +224,8 @@ def validate(
 def load(where: str, spec: ColumnSpec, schema: LabelSchema, labelled: bool) -> Dataset:
     """One split's rows, with a `labels` column only when the file has labels."""
     if labelled:
-        return data.load_split(where, spec, schema)
-    return data.load_split(where, spec, LabelSchema(INDICATOR_FORMAT, (), ())).remove_columns(data.LABELS)
+        return load_split(where, spec, schema)
+    return load_split(where, spec, LabelSchema(INDICATOR_FORMAT, (), ())).remove_columns(LABELS)
 
 
 def probabilities(trainer: Trainer, dataset: Dataset) -> np.ndarray:
@@ -244,7 +248,7 @@ def blend_with_saved_tfidf(
 
 def chosen_files(data_args: DataArguments, training_args: TrainingArguments) -> dict[str, str]:
     """The validation file (scored when given) and, with --do_predict, the test file."""
-    files = training.resolve_data_files(data_args, resolve_run_paths())
+    files = resolve_data_files(data_args, resolve_run_paths())
     chosen = {}
     if files["validation"] and training_args.do_eval:
         chosen["validation"] = files["validation"]
@@ -296,7 +300,7 @@ def run(
     saved_config = model.config
     windows = WindowSettings.of(saved_config)
     tokenised = {
-        split: data.tokenize(
+        split: tokenize(
             dataset,
             tokenizer,
             spec.text_columns,
@@ -324,7 +328,7 @@ def run(
     if saved_config.hybrid_weight is not None:
         probs = blend_with_saved_tfidf(model, probs, raw, spec)
     evaluations = {
-        split: metrics.evaluate_split(p, data.label_matrix(tokenised[split]), thresholds, model.label_names)
+        split: metrics.evaluate_split(p, label_matrix(tokenised[split]), thresholds, model.label_names)
         for split, p in probs.items()
         if labelled[split]
     }

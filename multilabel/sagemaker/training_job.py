@@ -25,10 +25,19 @@ import boto3
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ClientError
 
-from multilabel.job_source import stage_job_source
-from multilabel.metric_names import metric_definitions
-from multilabel.run_paths import SAGEMAKER_CHECKPOINT_DIR
-from multilabel.sagemaker_session import (
+from multilabel.core.job_source import stage_job_source
+from multilabel.core.metric_names import metric_definitions
+from multilabel.core.run_paths import SAGEMAKER_CHECKPOINT_DIR
+from multilabel.data.schema import (
+    AUTO_FORMAT,
+    DEFAULT_ENCODING,
+    DEFAULT_TEXT_COLUMNS,
+    LABEL_FORMATS,
+    ColumnSpec,
+    LabelSchema,
+    validate_files,
+)
+from multilabel.sagemaker.session import (
     ROLE_FLAG,
     ContainerChoice,
     LaunchError,
@@ -38,15 +47,6 @@ from multilabel.sagemaker_session import (
     container_kwargs,
     make_session,
     resolve_role,
-)
-from multilabel.schema import (
-    AUTO_FORMAT,
-    DEFAULT_ENCODING,
-    DEFAULT_TEXT_COLUMNS,
-    LABEL_FORMATS,
-    ColumnSpec,
-    LabelSchema,
-    validate_files,
 )
 
 logger = logging.getLogger(__name__)
@@ -108,7 +108,7 @@ def _train_py_flags() -> list[str]:
 
     from transformers import TrainingArguments
 
-    from multilabel.arguments import DataArguments, ModelArguments
+    from multilabel.training.arguments import DataArguments, ModelArguments
 
     names = []
     for dtype in (ModelArguments, DataArguments, TrainingArguments):
@@ -165,8 +165,8 @@ def check_hyperparameters(
             "transformers is not installed here: the training job checks its hyperparameters itself"
         )
         return
-    from multilabel.arguments import parse_arguments
-    from multilabel.errors import InputError
+    from multilabel.core.errors import InputError
+    from multilabel.training.arguments import parse_arguments
 
     known = _train_py_flags()
     for key in hyperparameters:

@@ -14,20 +14,20 @@ from dataclasses import MISSING, dataclass, field, fields
 
 from transformers import HfArgumentParser, TrainingArguments
 
-from multilabel.csv_files import DEFAULT_ENCODING
-from multilabel.errors import ArgumentError
-from multilabel.metric_names import BEST_METRIC
-from multilabel.pair_encoding import TRUNCATION_STRATEGIES
-from multilabel.run_paths import resolve_run_paths
-from multilabel.schema import DEFAULT_TEXT_COLUMNS, LABEL_FORMATS, ColumnSpec
-from multilabel.tfidf import HYBRIDS
-from multilabel.threshold_strategies import (
+from multilabel.core.errors import ArgumentError
+from multilabel.core.metric_names import BEST_METRIC
+from multilabel.core.run_paths import resolve_run_paths
+from multilabel.core.threshold_strategies import (
     CV_FOLDS,
     DEFAULT_THRESHOLD_STRATEGY,
     SHRINK_POSITIVES,
     THRESHOLD_STRATEGIES,
 )
-from multilabel.windows import DEFAULT_POOLING, POOLINGS
+from multilabel.data.csv_files import DEFAULT_ENCODING
+from multilabel.data.schema import DEFAULT_TEXT_COLUMNS, LABEL_FORMATS, ColumnSpec
+from multilabel.text.pair_encoding import TRUNCATION_STRATEGIES
+from multilabel.text.tfidf import HYBRIDS
+from multilabel.text.windows import DEFAULT_POOLING, POOLINGS
 
 
 @dataclass

@@ -8,8 +8,8 @@ class, special tokens and pair template that family's real checkpoints use.
 `tiny_config` gives any encoder family a tiny shape; `roberta_base_config` the shape of
 roberta-base, for speed measurements.
 
-    python -m multilabel.tiny_model --data data/train.csv --out .cache/tiny-roberta
-    python -m multilabel.tiny_model --family modernbert --data data/train.csv --out .cache/tiny-modernbert
+    python -m tests.support.tiny_model --data data/train.csv --out .cache/tiny-roberta
+    python -m tests.support.tiny_model --family modernbert --data data/train.csv --out .cache/tiny-modernbert
 """
 
 from __future__ import annotations

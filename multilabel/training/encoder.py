@@ -22,10 +22,10 @@ from transformers import (
 )
 from transformers.models.auto.modeling_auto import MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING
 
-from multilabel.arguments import ModelArguments
-from multilabel.artifact import CLASSIFIER_CONFIG
-from multilabel.errors import TrainingSetupError
-from multilabel.schema import LabelSchema
+from multilabel.core.artifact import CLASSIFIER_CONFIG
+from multilabel.core.errors import TrainingSetupError
+from multilabel.data.schema import LabelSchema
+from multilabel.training.arguments import ModelArguments
 
 logger = logging.getLogger(__name__)
 

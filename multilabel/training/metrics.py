@@ -21,9 +21,8 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from multilabel import metric_names
-from multilabel.tfidf import blend
-from multilabel.threshold_strategies import (
+from multilabel.core import metric_names
+from multilabel.core.threshold_strategies import (
     CANDIDATES,
     CROSS_VALIDATED,
     CV_FOLDS,
@@ -36,6 +35,7 @@ from multilabel.threshold_strategies import (
     SHRUNK,
     THRESHOLD_STRATEGIES,
 )
+from multilabel.text.tfidf import blend
 
 logger = logging.getLogger(__name__)
 

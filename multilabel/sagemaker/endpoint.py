@@ -18,15 +18,9 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from multilabel.artifact import HANDLER, copy_serving_code
-from multilabel.request_codec import (
-    DEFAULT_MAX_RECORDS,
-    JSON,
-    JSONLINES,
-    MAX_RECORDS_ENV,
-    MAX_TOKENS_ENV,
-)
-from multilabel.sagemaker_session import (
+from multilabel.core.artifact import HANDLER, copy_serving_code
+from multilabel.data.schema import DEFAULT_TEXT_COLUMNS
+from multilabel.sagemaker.session import (
     ROLE_FLAG,
     ContainerChoice,
     LaunchError,
@@ -34,7 +28,13 @@ from multilabel.sagemaker_session import (
     container_kwargs,
     resolve_role,
 )
-from multilabel.schema import DEFAULT_TEXT_COLUMNS
+from multilabel.serving.request_codec import (
+    DEFAULT_MAX_RECORDS,
+    JSON,
+    JSONLINES,
+    MAX_RECORDS_ENV,
+    MAX_TOKENS_ENV,
+)
 
 logger = logging.getLogger(__name__)
 

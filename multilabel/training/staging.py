@@ -15,8 +15,8 @@ import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
-from multilabel.artifact import CLASSIFIER_CONFIG, foreign_entries
-from multilabel.errors import UsageError
+from multilabel.core.artifact import CLASSIFIER_CONFIG, foreign_entries
+from multilabel.core.errors import UsageError
 
 logger = logging.getLogger(__name__)
 

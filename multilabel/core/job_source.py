@@ -6,26 +6,49 @@ import ast
 import shutil
 from pathlib import Path
 
-PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE_DIR = Path(__file__).resolve().parent.parent  # multilabel/
 PROJECT_DIR = PACKAGE_DIR.parent
 # What the job runs and imports; requirements.txt is installed by the training toolkit.
 JOB_FILES = ("train.py", "inference.py", "requirements.txt")
 
 
+def module_path(module: str) -> Path:
+    """The source file of a package module named relative to the package (`serving.classifier`)."""
+    return PACKAGE_DIR.joinpath(*module.split(".")).with_suffix(".py")
+
+
 def copy_package(dest_dir: Path, modules: set[str] | None = None) -> Path:
-    """Copy this package (sources only; only `modules`, by name, if given) into `dest_dir`."""
+    """Copy this package (sources only; only `modules`, as `package_imports` names them, if
+    given, with the `__init__.py` of every folder on their way) into `dest_dir`."""
     target = dest_dir / PACKAGE_DIR.name
     if modules is None:
         shutil.copytree(PACKAGE_DIR, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "._*"))
         return target
-    target.mkdir(parents=True)
-    for name in sorted(modules | {"__init__"}):
-        shutil.copy2(PACKAGE_DIR / f"{name}.py", target / f"{name}.py")
+    inits = {
+        ".".join([*m.split(".")[:depth], "__init__"]) for m in modules for depth in range(m.count(".") + 1)
+    }
+    for name in sorted(modules | inits):
+        (target / module_path(name).relative_to(PACKAGE_DIR)).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(module_path(name), target / module_path(name).relative_to(PACKAGE_DIR))
     return target
 
 
+def _package_module(name: str) -> str | None:
+    """`multilabel.serving.classifier` (or one of its names, `...classifier.Classifier`) as
+    `serving.classifier`; None outside the package or for a subpackage itself."""
+    parts = name.split(".")
+    if parts[0] != PACKAGE_DIR.name:
+        return None
+    for end in range(len(parts), 1, -1):
+        module = ".".join(parts[1:end])
+        if module_path(module).is_file():
+            return module
+    return None
+
+
 def package_imports(entry: Path) -> set[str]:
-    """The modules of this package that `entry` imports, directly or through each other.
+    """The modules of this package that `entry` imports, directly or through each other,
+    named relative to the package (`serving.classifier`).
 
     Read from the sources (no import runs), so the endpoint's `code/` can hold exactly
     what serving needs and nothing that imports datasets or scikit-learn.
@@ -41,12 +64,10 @@ def package_imports(entry: Path) -> set[str]:
             elif isinstance(node, ast.Import):
                 names = [a.name for a in node.names]
             for name in names:
-                parts = name.split(".")
-                if parts[0] == PACKAGE_DIR.name and len(parts) > 1:
-                    module = parts[1]
-                    if module not in found and (PACKAGE_DIR / f"{module}.py").is_file():
-                        found.add(module)
-                        pending.append(PACKAGE_DIR / f"{module}.py")
+                module = _package_module(name)
+                if module is not None and module not in found:
+                    found.add(module)
+                    pending.append(module_path(module))
     return found
 
 

@@ -26,9 +26,17 @@ from transformers import (
 from transformers.trainer_pt_utils import LengthGroupedSampler
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, PredictionOutput
 
-from multilabel import data, metric_names, metrics
-from multilabel.run_paths import resolve_run_paths
-from multilabel.windows import DEFAULT_POOLING, WINDOW_COUNTS, WindowCollator, WindowSettings, pool_logits
+from multilabel.core import metric_names
+from multilabel.core.run_paths import resolve_run_paths
+from multilabel.data.dataset import LENGTH_COLUMN, label_matrix
+from multilabel.text.windows import (
+    DEFAULT_POOLING,
+    WINDOW_COUNTS,
+    WindowCollator,
+    WindowSettings,
+    pool_logits,
+)
+from multilabel.training import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -64,11 +72,11 @@ class MultiLabelTrainer(Trainer):
         if not (
             self.args.group_by_length
             and isinstance(dataset, Dataset)
-            and data.LENGTH_COLUMN in dataset.column_names
+            and LENGTH_COLUMN in dataset.column_names
         ):
             return super()._get_train_sampler(train_dataset)
-        column = dataset.select_columns([data.LENGTH_COLUMN]).with_format("numpy")[:]
-        lengths = column[data.LENGTH_COLUMN].tolist()
+        column = dataset.select_columns([LENGTH_COLUMN]).with_format("numpy")[:]
+        lengths = column[LENGTH_COLUMN].tolist()
         return LengthGroupedSampler(
             self.args.train_batch_size * self.args.gradient_accumulation_steps, lengths=lengths
         )
@@ -176,7 +184,7 @@ def predict_rows(trainer: Trainer, dataset: Dataset) -> PredictionOutput:
 def predict_in_order(trainer: Trainer, dataset: Dataset) -> tuple[np.ndarray, np.ndarray]:
     """(probabilities, labels) in dataset row order, the order checked against the labels."""
     output = predict_rows(trainer, dataset)
-    labels = data.label_matrix(dataset)
+    labels = label_matrix(dataset)
     if not np.array_equal(np.asarray(output.label_ids, dtype=np.float32), labels):
         raise RuntimeError("predictions came back out of dataset order")
     return metrics.sigmoid(output.predictions), labels

@@ -22,29 +22,28 @@ from transformers import (
     set_seed,
 )
 
-from multilabel import (
-    checkpoints,
-    data,
-    metric_names,
-    metrics,
-    reporting,
-    staging,
-    tfidf,
-    threshold_strategies,
-)
-from multilabel.arguments import DataArguments, ModelArguments
-from multilabel.artifact import CLASSIFIER_CONFIG, ClassifierConfig, copy_serving_code, file_sha256
-from multilabel.csv_files import list_csv_files
-from multilabel.encoder import effective_max_length, load_model_and_tokenizer, prepare_head, trained_labels
-from multilabel.errors import TrainingSetupError
-from multilabel.pair_encoding import TruncationError
-from multilabel.run_paths import SPLITS, RunPaths, resolve_run_paths
-from multilabel.schema import ColumnSpec, LabelSchema, validate_files
-from multilabel.trainer import Splits, build_trainer, predict_in_order
-from multilabel.windows import (
+from multilabel.core import metric_names, threshold_strategies
+from multilabel.core.artifact import CLASSIFIER_CONFIG, ClassifierConfig, copy_serving_code, file_sha256
+from multilabel.core.errors import TrainingSetupError
+from multilabel.core.run_paths import SPLITS, RunPaths, resolve_run_paths
+from multilabel.data.csv_files import list_csv_files
+from multilabel.data.dataset import label_matrix, length_report, load_split, stratified_split, tokenize
+from multilabel.data.schema import ColumnSpec, LabelSchema, validate_files
+from multilabel.text import tfidf
+from multilabel.text.pair_encoding import TruncationError
+from multilabel.text.windows import (
     WindowSettings,
     default_overlap,
 )
+from multilabel.training import checkpoints, metrics, reporting, staging
+from multilabel.training.arguments import DataArguments, ModelArguments
+from multilabel.training.encoder import (
+    effective_max_length,
+    load_model_and_tokenizer,
+    prepare_head,
+    trained_labels,
+)
+from multilabel.training.trainer import Splits, build_trainer, predict_in_order
 
 logger = logging.getLogger(__name__)
 
@@ -112,7 +111,7 @@ def tokenize_splits(
     tokenised = {}
     for split, dataset in raw.items():
         try:
-            tokenised[split] = data.tokenize(
+            tokenised[split] = tokenize(
                 dataset,
                 tokenizer,
                 spec.text_columns,
@@ -171,9 +170,9 @@ def load_datasets(
     seed: int,
 ) -> dict[str, Dataset]:
     """Read the validated files; split validation off train when no file is given."""
-    raw = {split: data.load_split(where, spec, schema) for split, where in files.items() if where}
+    raw = {split: load_split(where, spec, schema) for split, where in files.items() if where}
     if "validation" not in raw:
-        raw["train"], raw["validation"] = data.stratified_split(raw["train"], validation_split_size, seed)
+        raw["train"], raw["validation"] = stratified_split(raw["train"], validation_split_size, seed)
     return raw
 
 
@@ -263,7 +262,7 @@ def evaluate_with_thresholds(
         *predicted["validation"],
         strategy=threshold_strategy,
         seed=seed,
-        train_positives=data.label_matrix(splits.train).sum(axis=0),
+        train_positives=label_matrix(splits.train).sum(axis=0),
     )
     thresholds = choice.thresholds
     log_threshold_choice(choice, label_names)
@@ -386,7 +385,7 @@ def run(
     model, tokenizer = load_model_and_tokenizer(model_args, schema)
     max_length = effective_max_length(data_args.max_seq_length, tokenizer, model)
     windows = window_settings(data_args, max_length)
-    lengths = data.length_report(
+    lengths = length_report(
         raw["train"], tokenizer, spec.text_columns, max_length, windows, tokenizer.model_max_length
     )
     logger.info("%s", lengths.lengths)  # the other window sizes: in label_report.md
@@ -394,13 +393,13 @@ def run(
     with training_args.main_process_first(desc="tokenising"):
         splits = tokenize_splits(raw, tokenizer, spec, max_length, data_args, windows)
     trained = trained_labels(model_args) is not None
-    pos_weight = prepare_head(model, data.label_matrix(splits.train), model_args, trained)
+    pos_weight = prepare_head(model, label_matrix(splits.train), model_args, trained)
     pad_to_length = max_length if data_args.pad_to_max_length else None
     trainer = build_trainer(model, tokenizer, splits, training_args, pos_weight, pad_to_length, windows)
 
     hybrid = None
     if model_args.hybrid == "tfidf":
-        tfidf_model = fit_tfidf(raw, spec, data.label_matrix(splits.train))
+        tfidf_model = fit_tfidf(raw, spec, label_matrix(splits.train))
         texts = {
             split: tfidf.column_texts(raw[split], spec.text_columns)
             for split in ("validation", "test")

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from multilabel.artifact import file_sha256
+from multilabel.core.artifact import file_sha256
 
 ONNX_DIR = "onnx"
 ONNX_FILES = {"fp32": "model.onnx", "int8": "model-int8.onnx"}

@@ -11,8 +11,8 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from multilabel.metric_names import UNTUNED
-from multilabel.schema import DEFAULT_TEXT_COLUMNS
+from multilabel.core.metric_names import UNTUNED
+from multilabel.data.schema import DEFAULT_TEXT_COLUMNS
 
 logger = logging.getLogger(__name__)
 

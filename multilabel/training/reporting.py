@@ -11,10 +11,11 @@ from pathlib import Path
 
 import numpy as np
 
-from multilabel import metrics, threshold_strategies
-from multilabel.artifact import LABEL_SEPARATOR
-from multilabel.metric_names import per_label_key, split_prefix, split_results
-from multilabel.run_paths import SPLITS
+from multilabel.core import threshold_strategies
+from multilabel.core.artifact import LABEL_SEPARATOR
+from multilabel.core.metric_names import per_label_key, split_prefix, split_results
+from multilabel.core.run_paths import SPLITS
+from multilabel.training import metrics
 
 logger = logging.getLogger(__name__)
 

@@ -17,11 +17,11 @@ import numpy as np
 from datasets import Dataset, Features, Sequence, Value
 from transformers import PreTrainedTokenizerBase
 
-from multilabel.artifact import file_sha256
-from multilabel.csv_files import iter_records, list_csv_files
-from multilabel.pair_encoding import TruncationError, encode_pairs
-from multilabel.schema import ColumnSpec, LabelSchema
-from multilabel.windows import (
+from multilabel.core.artifact import file_sha256
+from multilabel.data.csv_files import iter_records, list_csv_files
+from multilabel.data.schema import ColumnSpec, LabelSchema
+from multilabel.text.pair_encoding import TruncationError, encode_pairs
+from multilabel.text.windows import (
     WindowSettings,
     WindowStats,
     default_overlap,

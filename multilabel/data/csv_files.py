@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from multilabel.errors import DataValidationError
+from multilabel.core.errors import DataValidationError
 
 DEFAULT_ENCODING = "utf-8"
 # Long descriptions are common; the csv module's default 128 KiB cap is not a data rule.

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from multilabel.artifact import TFIDF_FILE, ClassifierConfig
+from multilabel.core.artifact import TFIDF_FILE, ClassifierConfig
 
 HYBRIDS = ("none", "tfidf")
 MIN_DF = 2  # a term must appear in this many training records

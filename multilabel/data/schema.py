@@ -23,9 +23,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from multilabel.artifact import LABEL_SEPARATOR, file_sha256
-from multilabel.csv_files import DEFAULT_ENCODING, iter_records, list_csv_files, read_header
-from multilabel.errors import ArgumentError, DataValidationError
+from multilabel.core.artifact import LABEL_SEPARATOR, file_sha256
+from multilabel.core.errors import ArgumentError, DataValidationError
+from multilabel.data.csv_files import DEFAULT_ENCODING, iter_records, list_csv_files, read_header
 
 logger = logging.getLogger(__name__)
 

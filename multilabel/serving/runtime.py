@@ -36,7 +36,7 @@ from pathlib import Path
 
 import torch
 
-from multilabel.onnx_runtime import OnnxModel, onnx_path, onnx_problems
+from multilabel.serving.onnx_runtime import OnnxModel, onnx_path, onnx_problems
 
 logger = logging.getLogger(__name__)
 
