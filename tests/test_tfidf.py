@@ -119,7 +119,9 @@ def test_hybrid_scores_the_same_in_training_scoring_and_the_classifier(hybrid_ru
     model_dir = hybrid_run / "model"
     config = json.loads((model_dir / "classifier_config.json").read_text())
     assert 0 <= config["hybrid_weight"] <= 1
-    assert (model_dir / "tfidf.npz").is_file() and (model_dir / "code" / "multilabel" / "text" / "tfidf.py").is_file()
+    assert (model_dir / "tfidf.npz").is_file() and (
+        model_dir / "code" / "multilabel" / "text" / "tfidf.py"
+    ).is_file()
     expected = expected_probabilities(hybrid_run)
     classifier = Classifier.load(model_dir)
     np.testing.assert_allclose(
