@@ -6,20 +6,23 @@ reach every output."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from multilabel.classifier import Classifier  # the public path
+from multilabel.classifier import Classifier, Options  # the public path
 from multilabel.serving import serve
 from multilabel.serving.request_codec import RequestError
-from tests.helpers import DATA, FAST_ARGS, ROOT, read_csv, run_train, write_csv
-from tests.model_server import post
+from tests.helpers import DATA, FAST_ARGS, ROOT, clean_env, read_csv, run_train, write_csv
+from tests.model_server import free_port, post
 
 TICKETS = DATA / "tickets"
 TICKET_FLAGS = [
@@ -142,6 +145,12 @@ def test_the_python_api_carries_ids_and_accepts_a_missing_subject(tickets_run: t
     assert [r["ticket_id"] for r in results] == [r["ticket_id"] for r in rows]
     assert all(set(r["labels"]) <= set(TAGS) for r in results)
     assert "ticket_id" not in classifier.predict([{"body": "no id"}])[0], "a record without an id gets none"
+    # Options are checked by the endpoint's rules: one threshold for ten labels once broadcast.
+    with pytest.raises(RequestError, match=r"Options.thresholds: expected 10 thresholds, one per label"):
+        classifier.predict([{"body": "x"}], Options([0.3]))
+    with pytest.raises(RequestError, match=r"parameter 'top_k' must be a positive integer, found -1"):
+        classifier.predict([{"body": "x"}], Options([0.5] * 10, top_k=-1))
+    assert len(classifier.predict([{"body": "x"}], {"threshold": 0.0})[0]["labels"]) == 10
     with pytest.raises(
         RequestError,
         match=r"unknown field\(s\) \['id'\]; the model reads \['subject', 'body'\] and the id field 'ticket_id'",
@@ -239,3 +248,55 @@ def test_launch_dry_runs_the_tickets_and_checks_hp_column_settings_locally(
     assert launch.main([*argv, *flags, "--label-separator", "|", "--hp", "label_format=indicator"]) == 2
     assert launch.main([*argv, *flags, "--label-separator", "|", "--hp", "text_column_names=title"]) == 2
     assert launch.main([*argv, *flags, "--label-separator", "|", "--hp", "label_column_names=labels"]) == 2
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_the_serve_command_runs_the_real_model_server(tickets_run: tuple[Path, str], tmp_path: Path) -> None:
+    """`python -m multilabel.serve MODEL_DIR`: Multi Model Server with the toolkit, over the model
+    folder as it is (linked, not copied), answering as the endpoint does; Ctrl-C stops it."""
+    base, _ = tickets_run
+    port, management = free_port(), free_port()
+    log = open(tmp_path / "serve.log", "wb")  # noqa: SIM115 - lives as long as the server
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "multilabel.serve",
+            str(base / "model"),
+            "--port",
+            str(port),
+            "--management-port",
+            str(management),
+        ],
+        cwd=ROOT,
+        env=clean_env(),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}/invocations"
+    body = json.dumps({"inputs": [{"ticket_id": "T-1", "body": "a perl module"}, {"subject": "fonts"}]})
+    try:
+        deadline = time.monotonic() + 240
+        status, answer = 0, b""
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                status, answer = post(url, body.encode(), "application/json", timeout=10)
+                if status == 200:
+                    break
+            except OSError:
+                pass
+            time.sleep(1)
+        assert status == 200, (tmp_path / "serve.log").read_text()[-3000:]
+        results = json.loads(answer)
+        assert results[0]["ticket_id"] == "T-1" and "ticket_id" not in results[1]
+        status, answer = post(url, b'{"inputs": {"title": "x"}}', "application/json")
+        assert status == 400 and "unknown field(s) ['title']" in json.loads(answer)["message"]
+    finally:
+        os.killpg(process.pid, signal.SIGINT)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
