@@ -34,8 +34,11 @@ venv: $(STAMP) $(SERVING_STAMP)
 demo: $(STAMP) $(MINILM_STAMP)
 	@$(PY) scripts/demo.py
 
+# Tests run in TEST_WORKERS processes (pytest-xdist; one per core by default), each test
+# file in one process, so a file's shared training runs are made once.
+TEST_WORKERS ?= auto
 test: venv
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 # The quick tier: every test not marked slow (under a minute).
 test-fast: venv
