@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from multilabel.core.run_paths import OUTPUT_DATA_FILES
 from multilabel.training import reporting
 from multilabel.training.metrics import SplitEvaluation, evaluate_split
 
@@ -36,7 +37,7 @@ def test_the_run_writes_every_output_file_it_owns(tmp_path: Path, no_plot: list[
     results = reporting.run_results({"train_loss": 0.5}, evaluations)
     reporting.write_results(tmp_path, results, evaluations, THRESHOLDS, LABELS)
     written = {p.name for p in tmp_path.iterdir()} | {"label_report.png"}  # the plot is skipped here
-    assert written == set(reporting.OUTPUT_DATA_FILES), "OUTPUT_DATA_FILES must name every file written"
+    assert written == set(OUTPUT_DATA_FILES), "OUTPUT_DATA_FILES must name every file written"
     assert no_plot == ["test"], "the report is on the test set when there is one"
     assert (
         (tmp_path / "label_report.md").read_text().startswith("# Per-label results on the test set (10 rows)")

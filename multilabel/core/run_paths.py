@@ -6,6 +6,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from multilabel.core.metric_names import split_prefix
+
 SAGEMAKER_CHECKPOINT_DIR = "/opt/ml/checkpoints"  # synced with the job's checkpoint_s3_uri
 # The data channels of a run, in the order train.py reads them; a SageMaker job gets one per file given.
 SPLITS = ("train", "validation", "test")
@@ -44,3 +46,32 @@ def resolve_run_paths(env: Mapping[str, str] | None = None) -> RunPaths:
         checkpoint_dir=env.get("SM_CHECKPOINT_DIR", default_checkpoints),
         channels=channels,
     )
+
+
+# The files a run writes into its output-data directory, named here once: reporting writes
+# them, scoring and a second run's checks find them, launch.py reads them from the job's output.
+ALL_RESULTS = "all_results.json"
+LABEL_REPORT = "label_report.md"
+LABEL_PLOT = "label_report.png"
+EVALUATED_SPLITS = tuple(s for s in SPLITS if s != "train")
+
+
+def results_file(prefix: str) -> str:
+    """The metrics file of a results prefix (`metric_names.split_prefix`: `eval` for validation)."""
+    return f"{prefix}_results.json"
+
+
+def predictions_file(split: str) -> str:
+    """A split's per-row predictions: `<split>_predictions.csv`."""
+    return f"{split}_predictions.csv"
+
+
+# Every file a run writes there; a run deletes the ones it does not write, so the folder
+# never mixes two runs' results.
+OUTPUT_DATA_FILES = (
+    ALL_RESULTS,
+    *(results_file(split_prefix(split)) for split in SPLITS),
+    *map(predictions_file, EVALUATED_SPLITS),
+    LABEL_REPORT,
+    LABEL_PLOT,
+)

@@ -27,7 +27,7 @@ from botocore.exceptions import ClientError
 
 from multilabel.core.job_source import stage_job_source
 from multilabel.core.metric_names import metric_definitions
-from multilabel.core.run_paths import SAGEMAKER_CHECKPOINT_DIR
+from multilabel.core.run_paths import LABEL_REPORT, SAGEMAKER_CHECKPOINT_DIR, results_file
 from multilabel.data.schema import (
     AUTO_FORMAT,
     DEFAULT_ENCODING,
@@ -463,7 +463,7 @@ def training_metrics(session, job_name: str) -> dict[str, list[tuple[float, floa
 
 # ---------------------------------------------------------------- its results
 
-JOB_RESULT_FILES = ("test_results.json", "label_report.md")  # what train.py writes (reporting.py)
+JOB_RESULT_FILES = (results_file("test"), LABEL_REPORT)  # what the notebook shows of the job's output
 
 
 def job_output_files(session, job_name: str, names: Sequence[str] = JOB_RESULT_FILES) -> dict[str, str]:

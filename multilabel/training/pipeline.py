@@ -25,7 +25,7 @@ from transformers import (
 from multilabel.core import metric_names, threshold_strategies
 from multilabel.core.artifact import CLASSIFIER_CONFIG, ClassifierConfig, copy_serving_code, file_sha256
 from multilabel.core.errors import TrainingSetupError
-from multilabel.core.run_paths import SPLITS, RunPaths, resolve_run_paths
+from multilabel.core.run_paths import OUTPUT_DATA_FILES, SPLITS, RunPaths, resolve_run_paths
 from multilabel.data.csv_files import list_csv_files
 from multilabel.data.dataset import label_matrix, length_report, load_split, stratified_split, tokenize
 from multilabel.data.schema import ColumnSpec, LabelSchema, validate_files
@@ -447,7 +447,7 @@ def run(
                 lengths.lines,
                 row_ids(raw, spec),
             ),
-            data_files=reporting.OUTPUT_DATA_FILES,
+            data_files=OUTPUT_DATA_FILES,
         )
         for line in reporting.summary_lines(model_dir, output_data_dir, evaluations):
             logger.info("%s", line)

@@ -14,20 +14,16 @@ import numpy as np
 from multilabel.core import threshold_strategies
 from multilabel.core.artifact import LABEL_SEPARATOR
 from multilabel.core.metric_names import per_label_key, split_prefix, split_results
-from multilabel.core.run_paths import SPLITS
+from multilabel.core.run_paths import (
+    ALL_RESULTS,
+    LABEL_PLOT,
+    LABEL_REPORT,
+    predictions_file,
+    results_file,
+)
 from multilabel.training import metrics
 
 logger = logging.getLogger(__name__)
-
-EVALUATED_SPLITS = tuple(s for s in SPLITS if s != "train")
-# Every file a run writes into the output-data directory; a run deletes the ones it
-# does not write, so the folder never mixes two runs' results.
-OUTPUT_DATA_FILES = (
-    *(f"{prefix}_results.json" for prefix in ("all", *map(split_prefix, SPLITS))),
-    *(f"{split}_predictions.csv" for split in EVALUATED_SPLITS),
-    "label_report.md",
-    "label_report.png",
-)
 
 
 def run_results(
@@ -55,7 +51,7 @@ def write_results(
     save_metrics(output_dir, results)
     for split, evaluation in evaluations.items():
         write_predictions(
-            output_dir / f"{split}_predictions.csv",
+            output_dir / predictions_file(split),
             evaluation.probs,
             thresholds,
             label_names,
@@ -89,9 +85,9 @@ def summary_lines(
         f"done: {split} micro-F1 {tuned['micro_f1']:.4f}, macro-F1 {tuned['macro_f1']:.4f} "
         f"({len(evaluations[split].labels)} rows, thresholds tuned on validation)",
         f"model: {model_dir}",
-        f"results: {output_dir} (label_report.md and .png per label, "
-        + ", ".join(f"{s}_predictions.csv" for s in evaluations)
-        + ", all_results.json)",
+        f"results: {output_dir} ({LABEL_REPORT} and .png per label, "
+        + ", ".join(map(predictions_file, evaluations))
+        + f", {ALL_RESULTS})",
     ]
 
 
@@ -99,11 +95,11 @@ def save_metrics(output_dir: Path, results: Mapping[str, Mapping[str, float]]) -
     """`<prefix>_results.json` for each entry of `results` and `all_results.json`, this run's only."""
     merged: dict[str, float] = {}
     for prefix, values in results.items():
-        (output_dir / f"{prefix}_results.json").write_text(
+        (output_dir / results_file(prefix)).write_text(
             json.dumps(dict(values), indent=4, sort_keys=True) + "\n"
         )
         merged.update(values)
-    (output_dir / "all_results.json").write_text(json.dumps(merged, indent=4, sort_keys=True) + "\n")
+    (output_dir / ALL_RESULTS).write_text(json.dumps(merged, indent=4, sort_keys=True) + "\n")
 
 
 def _joined(label_names: Sequence[str], hits: Sequence[bool]) -> str:
@@ -206,8 +202,8 @@ def write_label_report(
         ]
     if length_lines:
         lines += ["", "## Text lengths of the training data", "", *(f"- {line}" for line in length_lines)]
-    (output_dir / "label_report.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    _plot(output_dir / "label_report.png", split, rows)
+    (output_dir / LABEL_REPORT).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    _plot(output_dir / LABEL_PLOT, split, rows)
 
 
 def _positives_cell(positives: int) -> str:

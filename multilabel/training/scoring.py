@@ -32,7 +32,15 @@ from transformers.trainer_utils import IntervalStrategy
 from multilabel.core import metric_names
 from multilabel.core.artifact import CLASSIFIER_CONFIG, ClassifierConfig
 from multilabel.core.errors import DataValidationError, UsageError
-from multilabel.core.run_paths import resolve_run_paths
+from multilabel.core.run_paths import (
+    ALL_RESULTS,
+    LABEL_PLOT,
+    LABEL_REPORT,
+    OUTPUT_DATA_FILES,
+    predictions_file,
+    resolve_run_paths,
+    results_file,
+)
 from multilabel.data.csv_files import list_csv_files, read_header
 from multilabel.data.dataset import LABELS, label_matrix, load_split, tokenize
 from multilabel.data.schema import (
@@ -55,7 +63,7 @@ from multilabel.training.trainer import Splits, build_trainer, predict_rows
 logger = logging.getLogger(__name__)
 
 # Only a training run writes it: its presence marks the folder as a training run's results.
-TRAINING_RESULTS = f"{metric_names.split_prefix('train')}_results.json"
+TRAINING_RESULTS = results_file(metric_names.split_prefix("train"))
 
 
 class ModelDirError(UsageError):
@@ -348,7 +356,7 @@ def run(
                 else {}
             )
             write_outputs(staged, results, evaluations, probs, thresholds, model.label_names, ids)
-            staging.replace_files(staged, output_data_dir, reporting.OUTPUT_DATA_FILES)
+            staging.replace_files(staged, output_data_dir, OUTPUT_DATA_FILES)
         finally:
             staging.discard(staged)
         logger.info("results written to %s: %s", output_data_dir, ", ".join(sorted(written(probs, results))))
@@ -362,7 +370,7 @@ def check_training_results_kept(output_data_dir: str | Path, overwrite: bool) ->
     folder = Path(output_data_dir)
     if not (folder / TRAINING_RESULTS).is_file():
         return
-    present = sorted(name for name in reporting.OUTPUT_DATA_FILES if (folder / name).exists())
+    present = sorted(name for name in OUTPUT_DATA_FILES if (folder / name).exists())
     if not overwrite:
         raise staging.OutputLocationError(
             f"--output_data_dir {folder} holds a training run's results ({', '.join(present)}), "
@@ -375,10 +383,10 @@ def check_training_results_kept(output_data_dir: str | Path, overwrite: bool) ->
 
 
 def written(probs: dict, results: dict) -> set[str]:
-    files = {f"{split}_predictions.csv" for split in probs}
+    files = {predictions_file(split) for split in probs}
     if results:
-        files |= {"all_results.json", "label_report.md", "label_report.png"}
-        files |= {f"{prefix}_results.json" for prefix in results}
+        files |= {ALL_RESULTS, LABEL_REPORT, LABEL_PLOT}
+        files |= {results_file(prefix) for prefix in results}
     return files
 
 
@@ -396,7 +404,7 @@ def write_outputs(
     for split, split_probs in probs.items():
         truth = evaluations[split].labels if split in evaluations else None
         reporting.write_predictions(
-            folder / f"{split}_predictions.csv",
+            folder / predictions_file(split),
             split_probs,
             thresholds,
             label_names,
