@@ -288,6 +288,35 @@ def id2label_problems(id2label: dict, separator: bool = True) -> list[str]:
     return problems
 
 
+def read_model_dir(model_dir: str | Path) -> tuple[tuple[str, ...], ClassifierConfig | None, list[str]]:
+    """The one check of "is this a model directory train.py wrote?", for the endpoint, scoring
+    and `python -m multilabel.serve`: its label names (config.json's id2label), its classifier
+    config, and every problem (a missing or unreadable file, a config.json that is no
+    multi-label classifier, an id2label with gaps or repeats, a classifier_config.json that
+    does not fit it); the problems are [] for a model directory."""
+    root = Path(model_dir)
+    if not root.is_dir():
+        return (), None, [f"{model_dir} is not a directory"]
+    try:
+        model_config = json.loads((root / "config.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        return (), None, [f"{root / 'config.json'} is missing or unreadable ({err})"]
+    id2label = model_config.get("id2label") if isinstance(model_config, dict) else None
+    if not isinstance(id2label, dict) or not id2label:
+        return (), None, [f"{root / 'config.json'} has no id2label"]
+    if model_config.get("problem_type") != "multi_label_classification":
+        return (), None, [f"{root / 'config.json'} is not a multi-label classifier (problem_type)"]
+    problems = id2label_problems(id2label, separator=False)
+    if problems:
+        return (), None, problems
+    names = tuple(id2label[str(i)] for i in range(len(id2label)))
+    try:
+        config = ClassifierConfig.load(root)
+    except (FileNotFoundError, ValueError) as err:
+        return names, None, [str(err)]
+    return names, config, config.problems(names)
+
+
 def foreign_entries(model_dir: str | Path) -> list[str]:
     """The entries of an existing folder that train.py did not write, sorted; [] for a model folder.
 

@@ -32,7 +32,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from multilabel.core.artifact import ClassifierConfig, id2label_problems
+from multilabel.core.artifact import ClassifierConfig, read_model_dir
 from multilabel.serving.request_codec import (
     DEFAULT_MAX_RECORDS,
     MAX_RECORDS_ENV,
@@ -120,16 +120,10 @@ class Classifier:
         # precision, threads and runtime (torch or onnx: its files and package checked here)
         runtime, runtime_problems = RuntimeSettings.from_env(device.type, model_dir)
         problems += runtime_problems
+        label_names, config, model_dir_problems = read_model_dir(model_dir)
+        problems += model_dir_problems
+        names = list(label_names)
         model_config = AutoConfig.from_pretrained(model_dir, trust_remote_code=False)
-        label_problems = id2label_problems(model_config.id2label, separator=False)
-        names = [model_config.id2label.get(i, "") for i in range(model_config.num_labels)]
-        problems += label_problems
-        try:
-            config = ClassifierConfig.load(model_dir)
-            problems += [] if label_problems else config.problems(names)
-        except (FileNotFoundError, ValueError) as err:
-            problems.append(str(err))
-            config = None
         tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=False)
         if config is not None and not problems:
             if config.max_seq_length > tokenizer.model_max_length:

@@ -32,6 +32,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from multilabel.core.artifact import read_model_dir
+
 logger = logging.getLogger(__name__)
 
 HANDLER = "code/inference.py"
@@ -53,10 +55,14 @@ class ServeError(RuntimeError):
 
 
 def check_model_dir(model_dir: Path) -> None:
-    """A folder written by train.py, with the endpoint code the server runs."""
-    if not (model_dir / "config.json").is_file() or not (model_dir / HANDLER).is_file():
+    """A folder written by train.py (`read_model_dir`), with the endpoint code the server runs."""
+    problems = read_model_dir(model_dir)[2]
+    if not (model_dir / HANDLER).is_file():
+        problems.append(f"no {HANDLER}: train.py writes it into every model directory")
+    if problems:
         raise ServeError(
-            f"{model_dir}: not a model directory with {HANDLER}; pass the --model_dir that train.py wrote"
+            f"{model_dir}: not a model directory to serve ({'; '.join(problems)}); pass the --model_dir "
+            "that train.py wrote"
         )
 
 

@@ -17,7 +17,6 @@ replace a previous scoring run's in `--output_data_dir`; a training run's result
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -30,7 +29,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, Trai
 from transformers.trainer_utils import IntervalStrategy
 
 from multilabel.core import metric_names
-from multilabel.core.artifact import CLASSIFIER_CONFIG, ClassifierConfig
+from multilabel.core.artifact import CLASSIFIER_CONFIG, ClassifierConfig, read_model_dir
 from multilabel.core.errors import DataValidationError, UsageError
 from multilabel.core.run_paths import (
     ALL_RESULTS,
@@ -87,24 +86,10 @@ def read_trained_model(path: str) -> TrainedModel:
         "--do_train False evaluates or predicts with a model trained here: --model_name_or_path must "
         "be the --model_dir that train.py wrote (config.json, classifier_config.json, weights, tokenizer)"
     )
-    if not root.is_dir():
-        raise ModelDirError(f"{need}; {path} is not a directory")
-    try:
-        model_config = json.loads((root / "config.json").read_text(encoding="utf-8"))
-        id2label = model_config["id2label"]
-        names = tuple(id2label[str(i)] for i in range(len(id2label)))
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        raise ModelDirError(f"{need}; {root / 'config.json'} is missing or has no id2label ({err})") from None
-    if model_config.get("problem_type") != "multi_label_classification":
-        raise ModelDirError(f"{need}; {root / 'config.json'} is not a multi-label classifier")
-    try:
-        config = ClassifierConfig.load(root)
-    except (FileNotFoundError, ValueError) as err:
-        raise ModelDirError(f"{need}; {err}") from None
-    problems = config.problems(names)
-    tfidf_model, tfidf_problem = tfidf.load_tfidf(root, config, len(names))
-    if tfidf_problem:
-        problems.append(tfidf_problem)
+    names, config, problems = read_model_dir(root)
+    if config is not None and not problems:
+        tfidf_model, tfidf_problem = tfidf.load_tfidf(root, config, len(names))
+        problems += [tfidf_problem] if tfidf_problem else []
     if problems:
         raise ModelDirError(f"{need}; " + "; ".join(problems))
     return TrainedModel(root, config, names, tfidf_model)
