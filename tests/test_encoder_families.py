@@ -244,7 +244,7 @@ def round_trips(tiny_models, tmp_path_factory: pytest.TempPathFactory) -> dict[s
                 f"--output_data_dir={data_dir}",
                 f"--output_dir={base / 'checkpoints'}",
                 *FAST_ARGS,
-                "--num_train_epochs=1",
+                "--max_steps=4",  # a few steps prove the round trip; the scores still differ by record
             ],
             env=ONE_THREAD,
         )
