@@ -58,6 +58,13 @@ MODEL_DIR_NAMES = frozenset(
 _SHARD = re.compile(r"(model|pytorch_model)-\d+-of-\d+\.(safetensors|bin)")
 
 
+def max_window_overlap(window_tokens: int) -> int:
+    """The most tokens two consecutive windows may share: less than half a window, so that each
+    window reads more new tokens than it repeats. The one home of this bound: the flag check,
+    the clamp of a run's default and the check of a saved config all ask here."""
+    return window_tokens // 2 - 1
+
+
 @dataclass(frozen=True)
 class ClassifierConfig:
     """What serving needs beyond the model and the tokenizer."""
@@ -156,7 +163,9 @@ class ClassifierConfig:
         overlap = self.window_overlap
         if isinstance(overlap, bool) or not isinstance(overlap, int) or overlap < 0:
             problems.append(f"window_overlap: expected a non-negative integer, found {overlap!r}")
-        elif isinstance(length, int) and length >= 1 and overlap >= length // 2 and windows != 1:
+        elif (
+            isinstance(length, int) and length >= 1 and overlap > max_window_overlap(length) and windows != 1
+        ):
             problems.append(
                 f"window_overlap: expected less than half of max_seq_length {length}, found {overlap}"
             )

@@ -14,6 +14,7 @@ from dataclasses import MISSING, dataclass, field, fields
 
 from transformers import HfArgumentParser, TrainingArguments
 
+from multilabel.core.artifact import max_window_overlap
 from multilabel.core.errors import ArgumentError
 from multilabel.core.metric_names import BEST_METRIC
 from multilabel.core.run_paths import resolve_run_paths
@@ -228,9 +229,10 @@ class DataArguments:
             problems.append(f"--max_seq_length: expected at least 8, found {self.max_seq_length}")
         if self.max_windows < 1:
             problems.append(f"--max_windows: expected at least 1 (1: truncate), found {self.max_windows}")
-        if self.window_overlap is not None and not 0 <= self.window_overlap < self.max_seq_length // 2:
+        most = max_window_overlap(self.max_seq_length)
+        if self.window_overlap is not None and not 0 <= self.window_overlap <= most:
             problems.append(
-                f"--window_overlap: expected 0 to {self.max_seq_length // 2 - 1} tokens (less than "
+                f"--window_overlap: expected 0 to {most} tokens (less than "
                 f"half of --max_seq_length {self.max_seq_length}), found {self.window_overlap}"
             )
         if not 0 < self.validation_split_size < 1:

@@ -23,7 +23,13 @@ from transformers import (
 )
 
 from multilabel.core import metric_names, threshold_strategies
-from multilabel.core.artifact import CLASSIFIER_CONFIG, ClassifierConfig, copy_serving_code, file_sha256
+from multilabel.core.artifact import (
+    CLASSIFIER_CONFIG,
+    ClassifierConfig,
+    copy_serving_code,
+    file_sha256,
+    max_window_overlap,
+)
 from multilabel.core.errors import TrainingSetupError
 from multilabel.core.run_paths import OUTPUT_DATA_FILES, SPLITS, RunPaths, resolve_run_paths
 from multilabel.data.csv_files import list_csv_files
@@ -186,7 +192,9 @@ def row_ids(raw: Mapping[str, Dataset], spec: ColumnSpec) -> dict[str, tuple[str
 def window_settings(data_args: DataArguments, max_length: int) -> WindowSettings:
     """The run's windowing from its flags (overlap by default an eighth of the window)."""
     overlap = default_overlap(max_length) if data_args.window_overlap is None else data_args.window_overlap
-    return WindowSettings(data_args.max_windows, min(overlap, max_length // 2 - 1), data_args.window_pooling)
+    return WindowSettings(
+        data_args.max_windows, min(overlap, max_window_overlap(max_length)), data_args.window_pooling
+    )
 
 
 def fit_tfidf(raw: Mapping[str, Dataset], spec: ColumnSpec, train_labels: np.ndarray) -> tfidf.TfidfModel:
