@@ -195,3 +195,12 @@ def test_label_display_names_are_checked_when_parsed(tmp_path: Path) -> None:
         parse_arguments([f"--label_display_names={bad}"])
     with pytest.raises(ArgumentError, match=r"cannot read .*missing.json"):
         parse_arguments([f"--label_display_names={tmp_path / 'missing.json'}"])
+
+
+def test_the_window_overlap_bound_is_the_one_the_saved_config_checks() -> None:
+    _, data_args, _ = parse_arguments(
+        ["--max_seq_length", "64", "--max_windows", "3", "--window_overlap", "31"]
+    )
+    assert data_args.window_overlap == 31
+    with pytest.raises(ArgumentError, match=r"--window_overlap: expected 0 to 31 tokens .* found 32"):
+        parse_arguments(["--max_seq_length", "64", "--max_windows", "3", "--window_overlap", "32"])
