@@ -1,4 +1,4 @@
-"""The endpoint's precision and thread settings (Nonemultilabel/serving/runtime.py), and int8 parity.
+"""The endpoint's precision and thread settings (multilabel/serving/runtime.py), and int8 parity.
 
 int8 moves every score a little, so its parity with fp32 is stated as a margin: scores
 within SCORE_TOLERANCE of fp32's, and the same labels except where fp32's score sits
