@@ -1,0 +1,56 @@
+"""The label sets of benchmarks/debtags.py: every debian-tags row's package tags, checked
+against the ten labels the rows already carry, and sets that train.py reads as they are."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from multilabel.data.schema import validate_files
+from tests.helpers import ROOT
+
+
+@pytest.fixture(scope="module")
+def debtags():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        spec = importlib.util.spec_from_file_location("debtags", ROOT / "benchmarks" / "debtags.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+
+
+def test_every_row_has_its_packages_tags_and_they_agree_with_its_ten_labels(debtags) -> None:
+    ten = json.loads((debtags.DEBIAN_TAGS / "labels.json").read_text())
+    tags = debtags.row_tags()
+    for split in debtags.SPLITS:
+        rows = debtags.read_split(split)
+        assert len(tags[split]) == len(rows), split
+        for number, (row, row_tags) in enumerate(zip(rows, tags[split], strict=True), start=1):
+            labelled = {ten[column] for column in ten if row[column] == "1"}
+            assert set(row_tags) & set(ten.values()) == labelled, f"{split} row {number}"
+
+
+def test_the_sets_are_disjoint_ten_tags_each_and_many_holds_over_a_hundred(debtags) -> None:
+    sets = debtags.label_sets()
+    others = [tag for name, tags in sets.items() if name not in ("original", "many") for tag in tags]
+    assert len(sets) - 2 >= 5 and all(len(sets[n]) == 10 for n in sets if n != "many")
+    assert len(others) == len(set(others)), "the sets share a tag"
+    assert not set(others) & set(sets["original"]), "a set holds a tag the defaults were tuned on"
+    assert len(sets["many"]) >= 100
+    known = {tag for rows in debtags.row_tags().values() for row in rows for tag in row}
+    assert set(others) <= known, "a set names a tag no row carries"
+
+
+def test_a_written_set_is_train_pys_input(debtags, tmp_path: Path) -> None:
+    out = debtags.write_label_set("system", tmp_path / "system")
+    files = {split: out / f"{split}.csv" for split in debtags.SPLITS}
+    schema = validate_files(files)
+    names = json.loads((out / "labels.json").read_text())
+    assert schema.label_format == "indicator" and list(names.values()) == debtags.label_sets()["system"]
