@@ -308,3 +308,23 @@ def test_the_choice_is_saved_in_classifier_config_and_old_configs_still_load(tmp
     assert old.threshold_selection is None and old.problems(names) == []
     bad = ClassifierConfig(("text",), thresholds, 64, threshold_selection={"strategy": 1})
     assert any("threshold_selection" in p for p in bad.problems(names))
+
+
+def test_ranking_at_k_matches_brute_force_and_scikit_learn() -> None:
+    from sklearn.metrics import ndcg_score
+
+    rng = np.random.default_rng(3)
+    probs = rng.random((200, 12))
+    truth = (rng.random((200, 12)) < 0.15).astype(int)
+    truth[:5] = 0  # rows without a true label are left out
+    scores = metrics.ranking_at_k(probs, truth)
+    rows = truth.any(axis=1)
+    for k in (1, 3, 5):
+        top = np.argsort(-probs, axis=1)[:, :k]
+        expected = np.mean([truth[i, top[i]].sum() / k for i in np.flatnonzero(rows)])
+        assert scores[f"precision_at_{k}"] == pytest.approx(expected)
+    for k in (3, 5):
+        assert scores[f"ndcg_at_{k}"] == pytest.approx(ndcg_score(truth[rows], probs[rows], k=k))
+    perfect = metrics.ranking_at_k(truth + 0.0, truth)
+    assert perfect["ndcg_at_3"] == pytest.approx(1.0) and perfect["ndcg_at_5"] == pytest.approx(1.0)
+    assert multilabel_metrics(probs, truth)["precision_at_1"] == scores["precision_at_1"]

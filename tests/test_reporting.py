@@ -105,8 +105,9 @@ def test_the_report_is_a_markdown_table(tmp_path: Path, no_plot: list[str]) -> N
     reporting.write_label_report(tmp_path, "validation", split, THRESHOLDS, LABELS)
     lines = (tmp_path / "label_report.md").read_text().splitlines()
     assert lines[0] == "# Per-label results on the validation set (20 rows)"
-    assert lines[2] == "| label | support | threshold | F1 at 0.5 | precision | recall | F1 |"
-    assert lines[5].startswith("| c | ") and "| 0.300 |" in lines[5]
+    assert lines[2].startswith("micro-F1 ") and "precision@1 " in lines[2] and "ndcg@5 " in lines[2]
+    assert lines[4] == "| label | support | threshold | F1 at 0.5 | precision | recall | F1 |"
+    assert lines[7].startswith("| c | ") and "| 0.300 |" in lines[7]
     assert no_plot == ["validation"]
 
 
@@ -131,14 +132,14 @@ def test_the_report_shows_each_thresholds_validation_positives_and_flags_too_few
         validation_support=[40, 2, 10],
     )
     lines = (tmp_path / "label_report.md").read_text().splitlines()
-    assert lines[2] == (
+    assert lines[4] == (
         "| label | support | validation positives | threshold | F1 at 0.5 | precision | recall | F1 |"
     )
-    perl, c, devel = lines[4:7]
+    perl, c, devel = lines[6:9]
     assert perl.startswith(f"| perl | {int(split.labels[:, 0].sum())} | 40 | 0.500 |")
     assert c.startswith(f"| c | {int(split.labels[:, 1].sum())} | 2 (too few) | 0.300 |")
     assert "| 10 | 0.700 |" in devel and "too few" not in devel, "10 positives is enough"
-    note = lines[8]
+    note = lines[10]
     assert "fewer than 10 validation positives" in note and note.endswith("Too few: c.")
     # The training data's text lengths still close the report.
     assert lines[-3:] == ["## Text lengths of the training data", "", "- 3 of 20 rows truncated"]

@@ -22,6 +22,16 @@ HAMMING_LOSS = "hamming_loss"
 RANKING_AVERAGES = ("micro", "macro")
 ROC_AUC = "roc_auc"  # left out where no label has both classes
 AVERAGE_PRECISION = "average_precision"  # always present (NaN where undefined)
+# Each row's labels ranked by score, threshold-free, as many-label tasks are judged: of the
+# k best-scored labels the share that are true (precision@k), and nDCG@k; averaged over
+# the rows with at least one true label (NaN where there is none).
+PRECISION_AT = (1, 3, 5)
+NDCG_AT = (3, 5)
+
+
+def at_k(score: str, k: int) -> str:
+    """The key of a ranking score at k: `precision_at_3`, `ndcg_at_5`."""
+    return f"{score}_at_{k}"
 
 
 def averaged(average: str, score: str) -> str:
@@ -36,6 +46,8 @@ AGGREGATE = (
     HAMMING_LOSS,
     *(averaged(a, ROC_AUC) for a in RANKING_AVERAGES),
     *(averaged(a, AVERAGE_PRECISION) for a in RANKING_AVERAGES),
+    *(at_k("precision", k) for k in PRECISION_AT),
+    *(at_k("ndcg", k) for k in NDCG_AT),
 )
 # Per label, in this order, after the aggregates: `<metric>_<label name>`.
 PER_LABEL = ("precision", "recall", "f1", "support")

@@ -93,10 +93,34 @@ def multilabel_metrics(
                 else float("nan")
             )
         per_label = precision_recall_fscore_support(y_true, y_pred, average=None, zero_division=0)
+    out.update(ranking_at_k(probs, y_true))
     for i, name in enumerate(label_names):
         for metric, values in zip(metric_names.PER_LABEL, per_label, strict=True):
             out[metric_names.per_label_key(metric, name)] = values[i]
     return {k: float(v) for k, v in out.items()}
+
+
+def ranking_at_k(probs: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+    """precision@k and nDCG@k of each row's labels ranked by probability (`metric_names.PRECISION_AT`,
+    `NDCG_AT`; k capped at the label count), over the rows with at least one true label."""
+    truth = np.asarray(truth) >= 0.5
+    ranked = np.argsort(-np.asarray(probs, dtype=np.float64), axis=1, kind="stable")
+    labelled = truth.any(axis=1)
+    hits = np.take_along_axis(truth, ranked, axis=1)[labelled].astype(np.float64)
+    out = {}
+    for k in metric_names.PRECISION_AT:
+        top = min(k, truth.shape[1])
+        out[metric_names.at_k("precision", k)] = (
+            float(hits[:, :top].sum(axis=1).mean() / k) if len(hits) else float("nan")
+        )
+    gains = 1.0 / np.log2(np.arange(2, truth.shape[1] + 2))
+    positives = truth[labelled].sum(axis=1)
+    for k in metric_names.NDCG_AT:
+        top = min(k, truth.shape[1])
+        dcg = (hits[:, :top] * gains[:top]).sum(axis=1)
+        ideal = np.array([gains[: min(n, top)].sum() for n in positives])
+        out[metric_names.at_k("ndcg", k)] = float((dcg / ideal).mean()) if len(hits) else float("nan")
+    return out
 
 
 @dataclass(frozen=True)

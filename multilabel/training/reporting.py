@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from multilabel.core import threshold_strategies
+from multilabel.core import metric_names, threshold_strategies
 from multilabel.core.artifact import LABEL_SEPARATOR
 from multilabel.core.metric_names import per_label_key, split_prefix, split_results
 from multilabel.core.run_paths import (
@@ -172,8 +172,20 @@ def write_label_report(
     """
     rows = label_table(evaluation, thresholds, label_names, validation_support)
     known = validation_support is not None
+    tuned = evaluation.tuned
+    ranking = ", ".join(
+        f"{name.replace('_at_', '@')} {tuned[name]:.3f}"
+        for name in (
+            *(metric_names.at_k("precision", k) for k in metric_names.PRECISION_AT),
+            *(metric_names.at_k("ndcg", k) for k in metric_names.NDCG_AT),
+        )
+        if name in tuned
+    )
     lines = [
         f"# Per-label results on the {split} set ({len(evaluation.labels)} rows)",
+        "",
+        f"micro-F1 {tuned['micro_f1']:.3f}, macro-F1 {tuned['macro_f1']:.3f} at the tuned thresholds; "
+        f"each row's labels ranked by score, threshold-free: {ranking}.",
         "",
         "| label | support |"
         + (" validation positives |" if known else "")
