@@ -89,6 +89,58 @@ def test_the_blend_weight_follows_the_better_model() -> None:
     weight, _ = metrics.choose_blend_weight(noise, informative, labels)
     assert weight <= 0.2
     np.testing.assert_allclose(tfidf.blend(np.ones((1, 2)), np.zeros((1, 2)), 0.3), [[0.3, 0.3]])
+    np.testing.assert_allclose(tfidf.blend(np.ones((1, 2)), np.zeros((1, 2)), [0.3, 1.0]), [[0.3, 1.0]])
+
+
+def test_per_label_blend_weights_follow_each_labels_better_model_and_refuse_a_blend_that_does_not_help() -> None:
+    rng = np.random.default_rng(0)
+    labels = (rng.random((300, 3)) < 0.3).astype(int)
+    informative = np.clip(labels * 0.6 + rng.random((300, 3)) * 0.4, 0, 1)
+    noise = rng.random((300, 3))
+    # Label 0: the encoder knows it; label 1: only the other model does; label 2: both equal.
+    encoder = np.column_stack([informative[:, 0], noise[:, 1], informative[:, 2]])
+    other = np.column_stack([noise[:, 0], informative[:, 1], informative[:, 2]])
+    choice = metrics.choose_blend_weights(encoder, other, labels)
+    assert choice.weights[0] == 1.0 and choice.weights[1] <= 0.2
+    assert choice.weights[2] == 1.0, "a blend that scores no higher keeps the encoder alone"
+    record = choice.record(["a", "b", "c"])
+    assert record["b"]["oof_f1"] > record["b"]["encoder_alone_oof_f1"]
+    assert record["a"]["oof_f1"] == record["a"]["encoder_alone_oof_f1"]
+    # Each label is scored alone: its weight does not depend on the other labels.
+    alone = metrics.choose_blend_weights(encoder[:, 1:2], other[:, 1:2], labels[:, 1:2])
+    assert alone.scores.shape == (len(metrics.BLEND_WEIGHTS), 1)
+    # Too few rows for folds: the encoder alone.
+    assert metrics.choose_blend_weights(encoder[:1], other[:1], labels[:1]).weights.tolist() == [1.0] * 3
+
+
+@pytest.mark.parametrize(
+    ("weight", "problem"),
+    [
+        (0.4, None),
+        ({"label1": 0.2, "label2": 1.0}, None),
+        (1.5, "expected a number from 0 to 1"),
+        ({"label1": 0.2}, "labels missing ['label2']"),
+        ({"label1": 0.2, "label2": 1.0, "other": 0.5}, "not labels ['other']"),
+        ({"label1": "0.2", "label2": True}, "found {'label1': '0.2', 'label2': True}"),
+        ([0.2, 1.0], "expected a number from 0 to 1, {label: number"),
+    ],
+)
+def test_the_saved_hybrid_weight_is_one_number_or_one_per_label(weight: object, problem: str | None) -> None:
+    from multilabel.core.artifact import ClassifierConfig
+
+    config = ClassifierConfig(
+        text_columns=COLUMNS,
+        thresholds={"label1": 0.5, "label2": 0.5},
+        max_seq_length=128,
+        hybrid_weight=weight,
+    )
+    problems = config.problems(["label1", "label2"])
+    if problem is None:
+        assert problems == []
+        expected = [0.2, 1.0] if isinstance(weight, dict) else 0.4
+        assert config.blend_weights(["label1", "label2"]) == expected
+    else:
+        assert len(problems) == 1 and problem in problems[0], problems
 
 
 # ------------------------------------------------------------ one hybrid run
@@ -97,9 +149,11 @@ def test_the_blend_weight_follows_the_better_model() -> None:
 @pytest.fixture(scope="module")
 def hybrid_run(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     base = tmp_path_factory.mktemp("hybrid")
-    result = train_on_sample(tiny_model, base, "--hybrid=tfidf")
+    # Per-label weights: the saved {label: weight} is read back by every scoring path below
+    # (one number is the same code with a scalar; its choice is tested above).
+    result = train_on_sample(tiny_model, base, "--hybrid=tfidf", "--hybrid_blend=per_label")
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "hybrid: encoder weight" in result.stdout + result.stderr
+    assert "hybrid: per-label encoder weights chosen on validation" in result.stdout + result.stderr
     return base
 
 
@@ -118,7 +172,8 @@ def test_hybrid_scores_the_same_in_training_scoring_and_the_classifier(hybrid_ru
 
     model_dir = hybrid_run / "model"
     config = json.loads((model_dir / "classifier_config.json").read_text())
-    assert 0 <= config["hybrid_weight"] <= 1
+    weights = config["hybrid_weight"]
+    assert set(weights) == set(LABELS) and all(0 <= w <= 1 for w in weights.values())
     assert (model_dir / "tfidf.npz").is_file() and (
         model_dir / "code" / "multilabel" / "text" / "tfidf.py"
     ).is_file()
@@ -129,7 +184,7 @@ def test_hybrid_scores_the_same_in_training_scoring_and_the_classifier(hybrid_ru
     )
     # The blend is really there: the encoder alone scores differently.
     classifier.tfidf = None
-    if config["hybrid_weight"] < 1:
+    if min(weights.values()) < 1:
         assert np.abs(classifier.probabilities(hybrid_records()).numpy() - expected).max() > 1e-3
 
     scored = hybrid_run / "scored"

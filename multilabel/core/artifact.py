@@ -88,8 +88,9 @@ class ClassifierConfig:
     # use it. None in configs written before it was saved.
     threshold_selection: dict | None = None
     # With `train.py --hybrid tfidf`: the encoder's share of each probability, the rest
-    # from the TF-IDF model in tfidf.npz (multilabel.text.tfidf). None: the encoder alone.
-    hybrid_weight: float | None = None
+    # from the TF-IDF model in tfidf.npz (multilabel.text.tfidf): one number, or
+    # {label: weight} (`--hybrid_blend per_label`). None: the encoder alone.
+    hybrid_weight: float | dict[str, float] | None = None
     # `--label_separator`: how a names-format cell joins several names, so that scoring an
     # evaluation file reads it as training did. None: one name a cell.
     label_separator: str | None = None
@@ -180,11 +181,7 @@ class ClassifierConfig:
             problems.append(
                 f"window_pooling: expected one of {list(self.POOLINGS)}, found {self.window_pooling!r}"
             )
-        weight = self.hybrid_weight
-        if weight is not None and (
-            isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 <= weight <= 1
-        ):
-            problems.append(f"hybrid_weight: expected a number from 0 to 1, or null; found {weight!r}")
+        problems += self._hybrid_weight_problems(label_names)
         selection = self.threshold_selection
         if selection is not None and not (
             isinstance(selection, dict) and isinstance(selection.get("applied"), str)
@@ -215,6 +212,33 @@ class ClassifierConfig:
     def threshold_list(self, label_names: Sequence[str]) -> list[float]:
         """Thresholds in label order."""
         return [self.thresholds[name] for name in label_names]
+
+    def _hybrid_weight_problems(self, label_names: Sequence[str]) -> list[str]:
+        weight = self.hybrid_weight
+
+        def share(value: object) -> bool:
+            return not isinstance(value, bool) and isinstance(value, (int, float)) and 0 <= value <= 1
+
+        if weight is None or share(weight):
+            return []
+        expected = "expected a number from 0 to 1, {label: number from 0 to 1} for every label, or null"
+        if not isinstance(weight, dict):
+            return [f"hybrid_weight: {expected}; found {weight!r}"]
+        problems = []
+        if set(weight) != set(label_names):
+            missing = [n for n in label_names if n not in weight]
+            extra = sorted(set(weight) - set(label_names), key=str)
+            problems.append(f"hybrid_weight: {expected}; labels missing {missing}, not labels {extra}")
+        bad = {name: value for name, value in weight.items() if not share(value)}
+        if bad:
+            problems.append(f"hybrid_weight: {expected}; found {bad}")
+        return problems
+
+    def blend_weights(self, label_names: Sequence[str]) -> float | list[float] | None:
+        """The hybrid's encoder weight: one number, or one per label in label order (None: no hybrid)."""
+        if isinstance(self.hybrid_weight, dict):
+            return [self.hybrid_weight[name] for name in label_names]
+        return self.hybrid_weight
 
 
 def copy_serving_code(model_dir: str | Path) -> bool:

@@ -234,7 +234,7 @@ class Classifier:
         if self.tfidf is None:
             return probs
         texts = [record_text(r, self.config.text_columns) for r in records]
-        mixed = blend(probs.numpy(), self.tfidf.probabilities(texts), self.config.hybrid_weight)
+        mixed = blend(probs.numpy(), self.tfidf.probabilities(texts), self.config.blend_weights(self.label_names))
         return torch.from_numpy(mixed).float()
 
     def clip_pairs(self, firsts: Sequence[str], seconds: Sequence[str]) -> tuple[list[str], list[str]]:

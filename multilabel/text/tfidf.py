@@ -30,6 +30,10 @@ import numpy as np
 from multilabel.core.artifact import TFIDF_FILE, ClassifierConfig
 
 HYBRIDS = ("none", "tfidf")
+# How the hybrid's encoder weight is chosen (train.py --hybrid_blend): one for every label,
+# or one per label by that label's out-of-fold F1 (the encoder alone where blending does not help).
+GLOBAL_BLEND, PER_LABEL_BLEND = "global", "per_label"
+HYBRID_BLENDS = (GLOBAL_BLEND, PER_LABEL_BLEND)
 MIN_DF = 2  # a term must appear in this many training records
 # At most this many terms, the most frequent in training (scikit-learn's max_features): it
 # bounds tfidf.npz and the endpoint's memory however large the training set (debian-tags:
@@ -56,8 +60,10 @@ def column_texts(columns: Mapping[str, Sequence[str]], names: Sequence[str]) -> 
     return ["\n".join(v or "" for v in row) for row in zip(*values, strict=True)]
 
 
-def blend(encoder: np.ndarray, tfidf: np.ndarray, weight: float) -> np.ndarray:
-    """The hybrid probabilities: `weight` of the encoder's, the rest TF-IDF's."""
+def blend(encoder: np.ndarray, tfidf: np.ndarray, weight: float | Sequence[float] | np.ndarray) -> np.ndarray:
+    """The hybrid probabilities: `weight` of the encoder's, the rest TF-IDF's (one weight, or
+    one per label in label order)."""
+    weight = np.asarray(weight, dtype=np.float64)
     return weight * np.asarray(encoder, dtype=np.float64) + (1.0 - weight) * tfidf
 
 

@@ -27,7 +27,7 @@ from multilabel.core.threshold_strategies import (
 from multilabel.data.csv_files import DEFAULT_ENCODING
 from multilabel.data.schema import DEFAULT_TEXT_COLUMNS, LABEL_FORMATS, ColumnSpec
 from multilabel.text.pair_encoding import TRUNCATION_STRATEGIES
-from multilabel.text.tfidf import HYBRIDS
+from multilabel.text.tfidf import GLOBAL_BLEND, HYBRID_BLENDS, HYBRIDS
 from multilabel.text.windows import DEFAULT_POOLING, POOLINGS
 
 
@@ -79,6 +79,15 @@ class ModelArguments:
             "regression model fitted on the same training rows, the weight and thresholds "
             "chosen on validation; saved in the model directory and served with numpy.",
             "choices": list(HYBRIDS),
+        },
+    )
+    hybrid_blend: str = field(
+        default=GLOBAL_BLEND,
+        metadata={
+            "help": "How --hybrid tfidf weighs its two halves: 'global', one encoder weight for "
+            "every label; 'per_label', one weight per label chosen by that label's out-of-fold "
+            "F1 on validation, the encoder alone wherever blending does not raise it.",
+            "choices": list(HYBRID_BLENDS),
         },
     )
 

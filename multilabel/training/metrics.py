@@ -387,3 +387,73 @@ def choose_blend_weight(
         else:
             scores[weight] = cv_criterion(cross_validated_scores(blended, labels, folds, seed)[candidate])
     return max(BLEND_WEIGHTS, key=lambda w: (scores[w], w)), scores
+
+
+@dataclass(frozen=True)
+class BlendChoice:
+    """Per-label encoder weights of a hybrid, and the out-of-fold F1 behind each.
+
+    `scores[i, j]`: label j's out-of-fold F1 at BLEND_WEIGHTS[i]; `weights[j]` the weight
+    kept for label j (1.0, the encoder alone, unless a blend scored higher).
+    """
+
+    weights: np.ndarray
+    scores: np.ndarray
+
+    def record(self, label_names: Sequence[str]) -> dict:
+        """JSON-ready: each label's weight, its out-of-fold F1 there and with the encoder alone."""
+        alone = self.scores[BLEND_WEIGHTS.index(1.0)]
+        kept = [self.scores[BLEND_WEIGHTS.index(float(w)), j] for j, w in enumerate(self.weights)]
+        return {
+            name: {"weight": float(w), "oof_f1": round(float(k), 4), "encoder_alone_oof_f1": round(float(a), 4)}
+            for name, w, k, a in zip(label_names, self.weights, kept, alone, strict=True)
+        }
+
+
+def per_label_f1(truth: np.ndarray, decided: np.ndarray) -> np.ndarray:
+    """Each label's F1 of 0/1 decisions (0 for a label without positives or predictions)."""
+    truth, decided = np.asarray(truth) >= 0.5, np.asarray(decided) >= 0.5
+    tp = (truth & decided).sum(axis=0)
+    total = truth.sum(axis=0) + decided.sum(axis=0)
+    return np.divide(2 * tp, total, out=np.zeros(len(tp)), where=total > 0)
+
+
+def choose_blend_weights(
+    encoder: np.ndarray,
+    other: np.ndarray,
+    labels: np.ndarray,
+    strategy: str = DEFAULT_THRESHOLD_STRATEGY,
+    seed: int = 0,
+) -> BlendChoice:
+    """One encoder weight per label for a blend with another model (`tfidf.blend` takes the array).
+
+    Each label is blended at every weight of BLEND_WEIGHTS and scored by its own out-of-fold
+    F1 on the validation set (thresholds fitted by the strategy on the other folds, as
+    `choose_blend_weight`); a label keeps the encoder alone (1.0) unless some blend scores
+    strictly higher, so the blend is refused for every label where it does not help there.
+    Ties go to the larger encoder share. Too few rows for folds: the encoder alone.
+    """
+    truth = (np.asarray(labels) >= 0.5).astype(np.int64)
+    n_labels = truth.shape[1]
+    folds = min(CV_FOLDS, len(truth))
+    if folds < 2:
+        return BlendChoice(np.ones(n_labels), np.zeros((len(BLEND_WEIGHTS), n_labels)))
+    candidate = strategy if strategy in CANDIDATES else PER_LABEL
+    fold_of = stratified_folds(truth, folds, seed)
+    scores = np.zeros((len(BLEND_WEIGHTS), n_labels))
+    for i, weight in enumerate(BLEND_WEIGHTS):
+        blended = blend(encoder, other, weight)
+        decided = np.zeros_like(truth)
+        for fold in range(folds):
+            held_out = fold_of == fold
+            if held_out.any():
+                thresholds = fit_thresholds(candidate, blended[~held_out], truth[~held_out])
+                decided[held_out] = decide(blended[held_out], thresholds)
+        scores[i] = per_label_f1(truth, decided)
+    alone = BLEND_WEIGHTS.index(1.0)
+    # Larger encoder shares first, so that argmax (the first maximum) breaks ties toward them.
+    order = np.argsort(BLEND_WEIGHTS)[::-1]
+    best = order[np.argmax(scores[order], axis=0)]
+    keep = scores[best, np.arange(n_labels)] > scores[alone]
+    weights = np.where(keep, np.asarray(BLEND_WEIGHTS)[best], 1.0)
+    return BlendChoice(weights, scores)

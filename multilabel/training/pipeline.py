@@ -225,24 +225,44 @@ def blend_with_tfidf(
     model: tfidf.TfidfModel,
     threshold_strategy: str,
     seed: int,
-) -> float:
-    """Blend each split's encoder probabilities (in place) with the TF-IDF model's, at the
-    weight that scores best out of fold on validation (`metrics.choose_blend_weight`)."""
+    label_names: Sequence[str],
+    blend_mode: str = tfidf.GLOBAL_BLEND,
+) -> float | dict[str, float]:
+    """Blend each split's encoder probabilities (in place) with the TF-IDF model's.
+
+    'global': the one encoder weight that scores best out of fold on validation
+    (`metrics.choose_blend_weight`); 'per_label': each label's own
+    (`metrics.choose_blend_weights`), returned as {label: weight}.
+    """
     other = {split: model.probabilities(texts[split]) for split in predicted}
     encoder, labels = predicted["validation"]
-    weight, scores = metrics.choose_blend_weight(
-        encoder, other["validation"], labels, threshold_strategy, seed
-    )
-    logger.info(
-        "hybrid: encoder weight %.1f chosen on validation (out-of-fold mean of micro/macro-F1: "
-        "encoder alone %.4f, TF-IDF alone %.4f, blend %.4f)",
-        weight,
-        scores[1.0],
-        scores[0.0],
-        scores[weight],
-    )
+    if blend_mode == tfidf.PER_LABEL_BLEND:
+        choice = metrics.choose_blend_weights(encoder, other["validation"], labels, threshold_strategy, seed)
+        weights = choice.weights
+        blended = [n for n, w in zip(label_names, weights, strict=True) if w < 1]
+        logger.info(
+            "hybrid: per-label encoder weights chosen on validation by out-of-fold F1; %d of %d "
+            "labels blended (%s), the rest the encoder alone",
+            len(blended),
+            len(label_names),
+            ", ".join(f"{n} {w:.1f}" for n, w in zip(label_names, weights, strict=True) if w < 1) or "none",
+        )
+        weight: float | dict[str, float] = dict(zip(label_names, weights.tolist(), strict=True))
+    else:
+        weights, scores = metrics.choose_blend_weight(
+            encoder, other["validation"], labels, threshold_strategy, seed
+        )
+        logger.info(
+            "hybrid: encoder weight %.1f chosen on validation (out-of-fold mean of micro/macro-F1: "
+            "encoder alone %.4f, TF-IDF alone %.4f, blend %.4f)",
+            weights,
+            scores[1.0],
+            scores[0.0],
+            scores[weights],
+        )
+        weight = weights
     for split, (probs, split_labels) in predicted.items():
-        predicted[split] = (tfidf.blend(probs, other[split], weight), split_labels)
+        predicted[split] = (tfidf.blend(probs, other[split], weights), split_labels)
     return weight
 
 
@@ -253,19 +273,26 @@ def evaluate_with_thresholds(
     threshold_strategy: str = threshold_strategies.DEFAULT_THRESHOLD_STRATEGY,
     seed: int = 0,
     hybrid: tuple[tfidf.TfidfModel, Mapping[str, list[str]]] | None = None,
-) -> tuple[np.ndarray, dict[str, metrics.SplitEvaluation], metrics.ThresholdChoice, float | None]:
+    blend_mode: str = tfidf.GLOBAL_BLEND,
+) -> tuple[
+    np.ndarray, dict[str, metrics.SplitEvaluation], metrics.ThresholdChoice, float | dict[str, float] | None
+]:
     """Choose thresholds on validation (`metrics.choose_thresholds`); metrics before and after, per split.
 
     With `hybrid` (the TF-IDF model and each split's record texts), the probabilities are
     first blended with the TF-IDF model's (`blend_with_tfidf`). Returns the thresholds (in
     label order), each evaluated split's probabilities, labels and metrics (validation,
     then test when a test set exists), how the thresholds were chosen, and the blend's
-    encoder weight (None without `hybrid`).
+    encoder weight(s) (None without `hybrid`; {label: weight} with blend_mode 'per_label').
     """
     predicted = {"validation": predict_in_order(trainer, splits.validation)}
     if splits.test is not None:
         predicted["test"] = predict_in_order(trainer, splits.test)
-    weight = blend_with_tfidf(predicted, hybrid[1], hybrid[0], threshold_strategy, seed) if hybrid else None
+    weight = (
+        blend_with_tfidf(predicted, hybrid[1], hybrid[0], threshold_strategy, seed, label_names, blend_mode)
+        if hybrid
+        else None
+    )
     choice = metrics.choose_thresholds(
         *predicted["validation"],
         strategy=threshold_strategy,
@@ -417,7 +444,13 @@ def run(
 
     train_result = trainer.train(resume_from_checkpoint=resume)
     thresholds, evaluations, threshold_choice, hybrid_weight = evaluate_with_thresholds(
-        trainer, splits, schema.label_names, data_args.threshold_strategy, training_args.seed, hybrid
+        trainer,
+        splits,
+        schema.label_names,
+        data_args.threshold_strategy,
+        training_args.seed,
+        hybrid,
+        model_args.hybrid_blend,
     )
     results = reporting.run_results(train_result.metrics, evaluations)
     all_metrics = {k: v for values in results.values() for k, v in values.items()}

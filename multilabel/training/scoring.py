@@ -230,7 +230,7 @@ def blend_with_saved_tfidf(
     model: TrainedModel, probs: dict[str, np.ndarray], raw: dict[str, Dataset], spec: ColumnSpec
 ) -> dict[str, np.ndarray]:
     """A hybrid model's probabilities: the encoder's blended with its saved TF-IDF model's."""
-    tfidf_model, weight = model.tfidf, model.config.hybrid_weight
+    tfidf_model, weight = model.tfidf, model.config.blend_weights(model.label_names)
     return {
         split: tfidf.blend(
             p, tfidf_model.probabilities(tfidf.column_texts(raw[split], spec.text_columns)), weight
