@@ -18,6 +18,7 @@ import pytest
 from multilabel.core.artifact import (
     ArtifactError,
     ClassifierConfig,
+    WindowSettings,
     check_model_archive,
     copy_serving_code,
     id2label_problems,
@@ -58,8 +59,8 @@ def test_classifier_config_problems() -> None:
     good = ClassifierConfig(("t1", "t2"), {"a": 0.5, "b": 1}, 64)
     assert good.problems(labels) == []
     assert ClassifierConfig.TRUNCATIONS == TRUNCATION_STRATEGIES
-    assert ClassifierConfig.POOLINGS == POOLINGS
-    assert good.window_pooling == DEFAULT_POOLING  # a config without windows reads like train.py
+    assert WindowSettings.POOLINGS == POOLINGS
+    assert good.windows.pooling == DEFAULT_POOLING  # a config without windows reads like train.py
     bad = ClassifierConfig(("t1", ""), {"a": 1.5, "c": 0.5}, 0, "only_third")
     assert bad.problems(labels) == [
         "classifier_config.json: text_columns: expected 1 or 2 distinct non-empty names, found ('t1', '')",
@@ -372,15 +373,21 @@ def test_window_settings_are_checked_and_old_configs_read_as_truncation(tmp_path
     old = {"text_columns": ["t"], "thresholds": {"a": 0.5}, "max_seq_length": 64}
     (tmp_path / "classifier_config.json").write_text(json.dumps(old), encoding="utf-8")
     loaded = ClassifierConfig.load(tmp_path)
-    assert (loaded.max_windows, loaded.window_overlap, loaded.window_pooling) == (1, 0, "mean")
+    assert loaded.windows == WindowSettings(1, 0, "mean") and not loaded.windows.enabled
     assert loaded.problems(labels) == []
-    bad = ClassifierConfig(("t",), {"a": 0.5}, 64, max_windows=0, window_overlap=-1, window_pooling="sum")
+    # One object in Python, saved under the keys configs have always had, and read back equal.
+    windowed = ClassifierConfig(("t",), {"a": 0.5}, 64, windows=WindowSettings(3, 8, "max"))
+    saved = json.loads(windowed.save(tmp_path).read_text(encoding="utf-8"))
+    assert (saved["max_windows"], saved["window_overlap"], saved["window_pooling"]) == (3, 8, "max")
+    assert "windows" not in saved
+    assert ClassifierConfig.load(tmp_path) == windowed
+    bad = ClassifierConfig(("t",), {"a": 0.5}, 64, windows=WindowSettings(0, -1, "sum"))
     assert bad.problems(labels) == [
         "classifier_config.json: max_windows: expected a positive integer, found 0",
         "classifier_config.json: window_overlap: expected a non-negative integer, found -1",
         "classifier_config.json: window_pooling: expected one of ['max', 'mean', 'logsumexp'], found 'sum'",
     ]
-    wide = ClassifierConfig(("t",), {"a": 0.5}, 64, max_windows=4, window_overlap=32)
+    wide = ClassifierConfig(("t",), {"a": 0.5}, 64, windows=WindowSettings(4, 32))
     assert wide.problems(labels) == [
         "classifier_config.json: window_overlap: expected less than half of max_seq_length 64, found 32"
     ]

@@ -92,7 +92,9 @@ def test_the_blend_weight_follows_the_better_model() -> None:
     np.testing.assert_allclose(tfidf.blend(np.ones((1, 2)), np.zeros((1, 2)), [0.3, 1.0]), [[0.3, 1.0]])
 
 
-def test_per_label_blend_weights_follow_each_labels_better_model_and_refuse_a_blend_that_does_not_help() -> None:
+def test_per_label_blend_weights_follow_each_labels_better_model_and_refuse_a_blend_that_does_not_help() -> (
+    None
+):
     rng = np.random.default_rng(0)
     labels = (rng.random((300, 3)) < 0.3).astype(int)
     informative = np.clip(labels * 0.6 + rng.random((300, 3)) * 0.4, 0, 1)

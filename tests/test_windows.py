@@ -16,6 +16,7 @@ from multilabel.text.pair_encoding import encode_pairs
 from multilabel.text.windows import (
     WINDOW_COUNTS,
     WindowCollator,
+    WindowSettings,
     encode_windows,
     pool_logits,
     window_texts,
@@ -111,7 +112,7 @@ def test_training_loss_is_the_bce_of_the_records_pooled_logits(tiny_model: Path,
         tiny_model, num_labels=2, problem_type="multi_label_classification"
     ).eval()
     args = TrainingArguments(output_dir=str(tmp_path), report_to="none", use_cpu=True)
-    trainer = MultiLabelTrainer(model=model, args=args, window_pooling="mean")
+    trainer = MultiLabelTrainer(model=model, args=args, windows=WindowSettings(max_windows=2))
     tokenizer = AutoTokenizer.from_pretrained(tiny_model)
     features, counts, _ = encode_windows(tokenizer, ["one", "two"], [LONG, "short"], 32, 3, 4)
     grouped = [

@@ -66,6 +66,51 @@ def max_window_overlap(window_tokens: int) -> int:
 
 
 @dataclass(frozen=True)
+class WindowSettings:
+    """How a model reads a long record (multilabel.text.windows): up to `max_windows` windows
+    of `max_seq_length` tokens, consecutive windows sharing `overlap` tokens, the windows'
+    logits pooled by `pooling`. One object from train.py's flags to the endpoint; saved in
+    `classifier_config.json` as max_windows, window_overlap and window_pooling."""
+
+    max_windows: int = 1  # 1: one truncated window, as without windowing (and before windows)
+    overlap: int = 0
+    pooling: str = "mean"  # windows.DEFAULT_POOLING
+    POOLINGS: ClassVar[tuple[str, ...]] = ("max", "mean", "logsumexp")  # windows.POOLINGS
+    # Their keys in classifier_config.json, which predates this object.
+    SAVED_KEYS: ClassVar[dict[str, str]] = {
+        "max_windows": "max_windows",
+        "overlap": "window_overlap",
+        "pooling": "window_pooling",
+    }
+
+    @property
+    def enabled(self) -> bool:
+        """Whether records are read as several windows."""
+        return self.max_windows > 1
+
+    def problems(self, max_seq_length: object) -> list[str]:
+        """Why these settings cannot read records of `max_seq_length` tokens; [] if they can."""
+        problems = []
+        windows, overlap = self.max_windows, self.overlap
+        if isinstance(windows, bool) or not isinstance(windows, int) or windows < 1:
+            problems.append(f"max_windows: expected a positive integer, found {windows!r}")
+        if isinstance(overlap, bool) or not isinstance(overlap, int) or overlap < 0:
+            problems.append(f"window_overlap: expected a non-negative integer, found {overlap!r}")
+        elif (
+            isinstance(max_seq_length, int)
+            and max_seq_length >= 1
+            and overlap > max_window_overlap(max_seq_length)
+            and windows != 1
+        ):
+            problems.append(
+                f"window_overlap: expected less than half of max_seq_length {max_seq_length}, found {overlap}"
+            )
+        if self.pooling not in self.POOLINGS:
+            problems.append(f"window_pooling: expected one of {list(self.POOLINGS)}, found {self.pooling!r}")
+        return problems
+
+
+@dataclass(frozen=True)
 class ClassifierConfig:
     """What serving needs beyond the model and the tokenizer."""
 
@@ -77,11 +122,9 @@ class ClassifierConfig:
     # evaluation or test file as training did (None in models trained before they were saved).
     label_format: str | None = None
     label_columns: tuple[str, ...] | None = None
-    # Long records (windows.WindowSettings): up to max_windows overlapping windows per
-    # record, their logits pooled. 1 (and configs written before windows): truncation.
-    max_windows: int = 1
-    window_overlap: int = 0
-    window_pooling: str = "mean"  # windows.DEFAULT_POOLING
+    # Long records: how many windows per record, their overlap and pooling (WindowSettings,
+    # saved flat). The default (and configs written before windows): one truncated window.
+    windows: WindowSettings = WindowSettings()
     # How train.py chose the thresholds (metrics.ThresholdChoice.record): the strategy asked
     # for and applied, the global threshold, each label's validation positives and, with
     # cross-validation, each candidate's out-of-fold F1. A record only: the endpoint does not
@@ -101,12 +144,13 @@ class ClassifierConfig:
     # pair_encoding.TRUNCATION_STRATEGIES, repeated because this module is standard library only
     # (tests/test_artifact.py pins that the two agree).
     TRUNCATIONS: ClassVar[tuple[str, ...]] = ("longest_first", "only_first", "only_second")
-    POOLINGS: ClassVar[tuple[str, ...]] = ("max", "mean", "logsumexp")  # windows.POOLINGS, likewise
 
     def save(self, model_dir: str | Path) -> Path:
         """Write `classifier_config.json` into `model_dir`."""
         path = Path(model_dir) / CLASSIFIER_CONFIG
         data = asdict(self)
+        del data["windows"]
+        data.update({key: getattr(self.windows, name) for name, key in WindowSettings.SAVED_KEYS.items()})
         data["text_columns"] = list(self.text_columns)
         if self.label_columns is not None:
             data["label_columns"] = list(self.label_columns)
@@ -127,7 +171,7 @@ class ClassifierConfig:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as err:
             raise ValueError(f"{path}: not valid JSON ({err}); write it again with train.py") from None
-        keys = {f.name for f in fields(cls)}
+        keys = {f.name for f in fields(cls) if f.name != "windows"} | set(WindowSettings.SAVED_KEYS.values())
         required = {f.name for f in fields(cls) if f.default is MISSING}
         if not isinstance(data, dict) or not required <= data.keys() <= keys:
             found = sorted(data) if isinstance(data, dict) else type(data).__name__
@@ -138,7 +182,8 @@ class ClassifierConfig:
         for key in ("text_columns", "label_columns"):
             if isinstance(data.get(key), list):
                 data[key] = tuple(data[key])
-        return cls(**data)
+        saved = {name: data.pop(key) for name, key in WindowSettings.SAVED_KEYS.items() if key in data}
+        return cls(**data, windows=WindowSettings(**saved))
 
     def problems(self, label_names: Sequence[str]) -> list[str]:
         """Why this config cannot serve a model with these labels (`config.json`'s id2label); [] if it can."""
@@ -158,28 +203,13 @@ class ClassifierConfig:
             problems.append(
                 f"truncation: expected one of {list(self.TRUNCATIONS)}, found {self.truncation!r}"
             )
-        windows = self.max_windows
-        if isinstance(windows, bool) or not isinstance(windows, int) or windows < 1:
-            problems.append(f"max_windows: expected a positive integer, found {windows!r}")
-        overlap = self.window_overlap
-        if isinstance(overlap, bool) or not isinstance(overlap, int) or overlap < 0:
-            problems.append(f"window_overlap: expected a non-negative integer, found {overlap!r}")
-        elif (
-            isinstance(length, int) and length >= 1 and overlap > max_window_overlap(length) and windows != 1
-        ):
-            problems.append(
-                f"window_overlap: expected less than half of max_seq_length {length}, found {overlap}"
-            )
+        problems += self.windows.problems(length)
         id_column = self.id_column
         if id_column is not None and (
             not isinstance(id_column, str) or not id_column.strip() or id_column in columns
         ):
             problems.append(
                 f"id_column: expected null or a name other than the text columns, found {id_column!r}"
-            )
-        if self.window_pooling not in self.POOLINGS:
-            problems.append(
-                f"window_pooling: expected one of {list(self.POOLINGS)}, found {self.window_pooling!r}"
             )
         problems += self._hybrid_weight_problems(label_names)
         selection = self.threshold_selection

@@ -22,6 +22,7 @@ from multilabel.data.csv_files import iter_records, list_csv_files
 from multilabel.data.schema import ColumnSpec, LabelSchema
 from multilabel.text.pair_encoding import TruncationError, encode_pairs
 from multilabel.text.windows import (
+    ONE_WINDOW,
     WindowSettings,
     WindowStats,
     default_overlap,
@@ -118,20 +119,17 @@ def tokenize(
     max_seq_length: int,
     truncation: str,
     num_proc: int | None = None,
-    max_windows: int = 1,
-    window_overlap: int = 0,
+    windows: WindowSettings = ONE_WINDOW,
 ) -> Dataset:
     """Tokenise the first text column as text and the second as text pair, unpadded.
 
     Padding happens per batch in the collator. Adds a `length` column (tokens per row),
-    which the length-grouped sampler reads instead of decoding every row. With
-    `max_windows` above 1, each row holds its record's windows (`windows.encode_windows`):
+    which the length-grouped sampler reads instead of decoding every row. With windows
+    (`windows.enabled`), each row holds its record's windows (`windows.encode_windows`):
     every model input is a list of windows, and `length` counts the tokens of all of them.
     """
-    if max_windows > 1:
-        return _tokenize_windows(
-            dataset, tokenizer, text_columns, max_seq_length, max_windows, window_overlap
-        )
+    if windows.enabled:
+        return _tokenize_windows(dataset, tokenizer, text_columns, max_seq_length, windows)
 
     def encode(batch: dict, indices: list[int]) -> dict:
         pairs = batch[text_columns[1]] if len(text_columns) > 1 else None
@@ -169,8 +167,7 @@ def _tokenize_windows(
     tokenizer: PreTrainedTokenizerBase,
     text_columns: tuple[str, ...],
     max_seq_length: int,
-    max_windows: int,
-    overlap: int,
+    windows: WindowSettings,
 ) -> Dataset:
     """`tokenize` with each row's record as a list of windows; logs what windowing dropped."""
     totals = WindowStats()
@@ -178,7 +175,7 @@ def _tokenize_windows(
     def encode(batch: dict) -> dict:
         pairs = batch[text_columns[1]] if len(text_columns) > 1 else None
         features, counts, stats = encode_windows(
-            tokenizer, batch[text_columns[0]], pairs, max_seq_length, max_windows, overlap
+            tokenizer, batch[text_columns[0]], pairs, max_seq_length, windows.max_windows, windows.overlap
         )
         totals.add(stats)
         grouped = group_windows(features, counts)
@@ -193,7 +190,7 @@ def _tokenize_windows(
         desc="tokenising windows",
         load_from_cache_file=False,
     )
-    logger.info("%s", totals.summary(max_seq_length, max_windows))
+    logger.info("%s", totals.summary(max_seq_length, windows.max_windows))
     return tokenised
 
 

@@ -131,12 +131,12 @@ class Classifier:
                     f"classifier_config.json: max_seq_length {config.max_seq_length} is more than the "
                     f"tokenizer's model_max_length {tokenizer.model_max_length}"
                 )
-            record = config.max_seq_length * config.max_windows
+            record = config.max_seq_length * config.windows.max_windows
             if settings[MAX_TOKENS_ENV] is not None and settings[MAX_TOKENS_ENV] < record:
                 problems.append(
                     f"{MAX_TOKENS_ENV}={settings[MAX_TOKENS_ENV]}: less than the {record} tokens of one "
                     f"long record (max_seq_length {config.max_seq_length} x max_windows "
-                    f"{config.max_windows}), so one could never be served; raise it"
+                    f"{config.windows.max_windows}), so one could never be served; raise it"
                 )
         tfidf, tfidf_problem = load_tfidf(model_dir, config, len(names))
         if tfidf_problem:
@@ -153,7 +153,7 @@ class Classifier:
             model.to(torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
         model.to(device).eval()
         if settings[MAX_TOKENS_ENV] is None:
-            record = config.max_seq_length * config.max_windows
+            record = config.max_seq_length * config.windows.max_windows
             settings[MAX_TOKENS_ENV] = default_max_tokens(model, device.type, record)
         # After the budget: int8 layers hold packed weights, not parameters, which it counts.
         # With MULTILABEL_RUNTIME=onnx, an ONNX Runtime session takes the model's place.
@@ -173,12 +173,12 @@ class Classifier:
     @property
     def windows(self) -> WindowSettings:
         """How this model reads a long record (saved by training)."""
-        return WindowSettings.of(self.config)
+        return self.config.windows
 
     @property
     def max_record_tokens(self) -> int:
         """The most tokens one record can become: one window, or max_windows of them."""
-        return self.config.max_seq_length * self.config.max_windows
+        return self.config.max_seq_length * self.windows.max_windows
 
     def encode(
         self, records: Sequence[Mapping[str, str]]
@@ -210,7 +210,7 @@ class Classifier:
         tokens = sum(len(ids) for ids in features["input_ids"])
         if tokens > self.max_tokens:
             fits = max(1, self.max_tokens * len(records) // tokens)
-            cut = f"{self.config.max_seq_length} per window, {self.config.max_windows} windows per record"
+            cut = f"{self.config.max_seq_length} per window, {self.windows.max_windows} windows per record"
             if counts is None:
                 cut = f"truncation to {self.config.max_seq_length} per record"
             raise RequestError(
@@ -234,7 +234,9 @@ class Classifier:
         if self.tfidf is None:
             return probs
         texts = [record_text(r, self.config.text_columns) for r in records]
-        mixed = blend(probs.numpy(), self.tfidf.probabilities(texts), self.config.blend_weights(self.label_names))
+        mixed = blend(
+            probs.numpy(), self.tfidf.probabilities(texts), self.config.blend_weights(self.label_names)
+        )
         return torch.from_numpy(mixed).float()
 
     def clip_pairs(self, firsts: Sequence[str], seconds: Sequence[str]) -> tuple[list[str], list[str]]:

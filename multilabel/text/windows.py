@@ -30,36 +30,18 @@ from dataclasses import dataclass
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from multilabel.core.artifact import ClassifierConfig
+from multilabel.core.artifact import WindowSettings  # the settings, standard library (re-exported)
 from multilabel.text.pair_encoding import MODEL_INPUTS, pad_batch
 
-POOLINGS = ("max", "mean", "logsumexp")
-DEFAULT_POOLING = "mean"  # measured: benchmarks/README.md, "Long records"
+POOLINGS = WindowSettings.POOLINGS
+DEFAULT_POOLING = WindowSettings.pooling  # "mean", measured: benchmarks/README.md, "Long records"
+ONE_WINDOW = WindowSettings()  # a record read as one truncated input, as without windows
 WINDOW_COUNTS = "window_counts"  # the collator's per-record window counts, read by the trainer
 
 
 def default_overlap(max_length: int) -> int:
     """Tokens shared by consecutive windows when `--window_overlap` is not given: an eighth."""
     return max_length // 8
-
-
-@dataclass(frozen=True)
-class WindowSettings:
-    """How a model reads a long record; saved in `classifier_config.json`."""
-
-    max_windows: int = 1  # 1: one truncated window, as without windowing
-    overlap: int = 0
-    pooling: str = DEFAULT_POOLING
-
-    @classmethod
-    def of(cls, config: ClassifierConfig) -> WindowSettings:
-        """A saved model's settings."""
-        return cls(config.max_windows, config.window_overlap, config.window_pooling)
-
-    @property
-    def enabled(self) -> bool:
-        """Whether records are read as several windows."""
-        return self.max_windows > 1
 
 
 @dataclass

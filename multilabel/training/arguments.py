@@ -84,9 +84,7 @@ class ModelArguments:
     hybrid_blend: str = field(
         default=GLOBAL_BLEND,
         metadata={
-            "help": "How --hybrid tfidf weighs its two halves: 'global', one encoder weight for "
-            "every label; 'per_label', one weight per label chosen by that label's out-of-fold "
-            "F1 on validation, the encoder alone wherever blending does not raise it.",
+            "help": "--hybrid's encoder weight: one for all labels, or each label's own.",
             "choices": list(HYBRID_BLENDS),
         },
     )

@@ -405,7 +405,11 @@ class BlendChoice:
         alone = self.scores[BLEND_WEIGHTS.index(1.0)]
         kept = [self.scores[BLEND_WEIGHTS.index(float(w)), j] for j, w in enumerate(self.weights)]
         return {
-            name: {"weight": float(w), "oof_f1": round(float(k), 4), "encoder_alone_oof_f1": round(float(a), 4)}
+            name: {
+                "weight": float(w),
+                "oof_f1": round(float(k), 4),
+                "encoder_alone_oof_f1": round(float(a), 4),
+            }
             for name, w, k, a in zip(label_names, self.weights, kept, alone, strict=True)
         }
 

@@ -124,8 +124,7 @@ def tokenize_splits(
                 max_length,
                 data_args.truncation,
                 data_args.preprocessing_num_workers,
-                windows.max_windows,
-                windows.overlap,
+                windows,
             )
         except TruncationError as err:
             raise TrainingSetupError(f"{split} data: {err}") from None
@@ -464,9 +463,7 @@ def run(
             truncation=data_args.truncation,
             label_format=schema.label_format,
             label_columns=schema.label_columns,
-            max_windows=windows.max_windows,
-            window_overlap=windows.overlap,
-            window_pooling=windows.pooling,
+            windows=windows,
             threshold_selection=threshold_choice.record(schema.label_names),
             hybrid_weight=hybrid_weight,
             label_separator=schema.separator,

@@ -53,7 +53,6 @@ from multilabel.data.schema import (
     split_names,
 )
 from multilabel.text import tfidf
-from multilabel.text.windows import WindowSettings
 from multilabel.training import metrics, reporting, staging
 from multilabel.training.arguments import DataArguments, ModelArguments
 from multilabel.training.pipeline import resolve_data_files
@@ -291,7 +290,6 @@ def run(
     tokenizer = AutoTokenizer.from_pretrained(model.path)
     hf_model = AutoModelForSequenceClassification.from_pretrained(model.path, use_safetensors=True)
     saved_config = model.config
-    windows = WindowSettings.of(saved_config)
     tokenised = {
         split: tokenize(
             dataset,
@@ -300,8 +298,7 @@ def run(
             saved_config.max_seq_length,
             saved_config.truncation,
             data_args.preprocessing_num_workers,
-            windows.max_windows,
-            windows.overlap,
+            saved_config.windows,
         )
         for split, dataset in raw.items()
     }
@@ -314,7 +311,9 @@ def run(
         # dataset for an eval strategy: it only predicts here.
         training_args.output_dir, training_args.eval_strategy = scratch, IntervalStrategy.NO
         try:
-            trainer = build_trainer(hf_model, tokenizer, splits, training_args, None, pad_to_length, windows)
+            trainer = build_trainer(
+                hf_model, tokenizer, splits, training_args, None, pad_to_length, saved_config.windows
+            )
             probs = {split: probabilities(trainer, dataset) for split, dataset in tokenised.items()}
         finally:
             training_args.output_dir, training_args.eval_strategy = saved

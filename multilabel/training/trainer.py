@@ -29,13 +29,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, PredictionOutput
 from multilabel.core import metric_names
 from multilabel.core.run_paths import resolve_run_paths
 from multilabel.data.dataset import LENGTH_COLUMN, label_matrix
-from multilabel.text.windows import (
-    DEFAULT_POOLING,
-    WINDOW_COUNTS,
-    WindowCollator,
-    WindowSettings,
-    pool_logits,
-)
+from multilabel.text.windows import ONE_WINDOW, WINDOW_COUNTS, WindowCollator, WindowSettings, pool_logits
 from multilabel.training import metrics
 
 logger = logging.getLogger(__name__)
@@ -56,11 +50,15 @@ class MultiLabelTrainer(Trainer):
     (`windows.pool_logits`) when its batches are records of several windows."""
 
     def __init__(
-        self, *args, pos_weight: torch.Tensor | None = None, window_pooling: str = DEFAULT_POOLING, **kwargs
+        self,
+        *args,
+        pos_weight: torch.Tensor | None = None,
+        windows: WindowSettings = ONE_WINDOW,
+        **kwargs,
     ):
         super().__init__(*args, **kwargs)
         self.pos_weight = pos_weight
-        self.window_pooling = window_pooling
+        self.windows = windows
 
     def _get_train_sampler(self, train_dataset=None):
         """Length grouping from the precomputed `length` column.
@@ -87,7 +85,7 @@ class MultiLabelTrainer(Trainer):
         outputs = model(**inputs)
         if counts is None:
             return outputs.logits, outputs
-        return pool_logits(outputs.logits, counts, self.window_pooling), outputs
+        return pool_logits(outputs.logits, counts, self.windows.pooling), outputs
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if self.pos_weight is None and WINDOW_COUNTS not in inputs:
@@ -154,9 +152,6 @@ class SyncBestCheckpointCallback(TrainerCallback):
             )
 
 
-TRUNCATE = WindowSettings()  # one window per record
-
-
 def compute_eval_metrics(label_names: list[str]):
     """`compute_metrics` for Trainer: metrics at the default threshold, in Trainer's order."""
 
@@ -197,7 +192,7 @@ def build_trainer(
     training_args: TrainingArguments,
     pos_weight: torch.Tensor | None,
     pad_to_length: int | None = None,
-    windows: WindowSettings = TRUNCATE,
+    windows: WindowSettings = ONE_WINDOW,
 ) -> MultiLabelTrainer:
     """The Trainer; batches padded to their longest row (window), or all to `pad_to_length`."""
     if windows.enabled:
@@ -220,7 +215,7 @@ def build_trainer(
         compute_metrics=compute_eval_metrics(list(model.config.id2label.values())),
         callbacks=[MetricLogCallback(detail=resolve_run_paths().on_sagemaker), SyncBestCheckpointCallback()],
         pos_weight=pos_weight,
-        window_pooling=windows.pooling,
+        windows=windows,
     )
     trainer.remove_callback(PrinterCallback)  # MetricLogCallback logs the same, once
     return trainer
