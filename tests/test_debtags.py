@@ -54,3 +54,33 @@ def test_a_written_set_is_train_pys_input(debtags, tmp_path: Path) -> None:
     schema = validate_files(files)
     names = json.loads((out / "labels.json").read_text())
     assert schema.label_format == "indicator" and list(names.values()) == debtags.label_sets()["system"]
+
+
+@pytest.mark.slow
+def test_label_sets_benchmark_scores_four_methods_and_reuses_a_finished_run(tmp_path: Path) -> None:
+    from tests.test_benchmarks_smoke import run_benchmark
+
+    out, keep = tmp_path / "sets.json", tmp_path / "keep"
+    args = ["--smoke", "--sets", "interface", "--seeds", "0", "--keep", str(keep), "--json", str(out)]
+    run_benchmark("label_sets.py", *args)
+    summary = json.loads(out.read_text())["summary"]
+    assert [r["method"] for r in summary] == ["TF-IDF", "encoder", "hybrid", "hybrid, per label"]
+    assert all(r["set"] == "interface" and r["seeds"] == 1 for r in summary)
+    assert all("macro_vs_tfidf" in r for r in summary[1:]) and "macro_vs_encoder" in summary[2]
+    again = run_benchmark("label_sets.py", *args)
+    assert "reused: " in again.stdout
+    assert json.loads(out.read_text())["summary"] == summary, "the same run scores the same"
+
+
+@pytest.mark.slow
+def test_many_labels_benchmark_measures_ten_and_a_hundred_and_four_labels(tmp_path: Path) -> None:
+    from tests.test_benchmarks_smoke import run_benchmark
+
+    out = tmp_path / "many.json"
+    run_benchmark("many_labels.py", "--smoke", "--json", str(out))
+    ten, many = json.loads(out.read_text())["rows"]
+    assert ten["labels"] == 10 and many["labels"] >= 100
+    # Every score is returned: a response with ten times the labels is several times larger.
+    assert many["response_kb"] > 3 * ten["response_kb"]
+    assert many["top5_response_kb"] < many["response_kb"]
+    assert all(r["train_py_s"] >= r["training_s"] > 0 and r["report_kb"] > 0 for r in (ten, many))
