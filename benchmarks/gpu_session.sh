@@ -12,7 +12,9 @@
 #   - cpu_int8: the endpoint paths' speed (precision_throughput.py speed) on 4 of the host's
 #     CPU cores (an ml.m5.xlarge has 4 vCPUs), with the CPU's int8 instructions named, since
 #     the int8 speed-up depends on them (VNNI, AMX) and the 2-core CI machine has neither.
-# STEPS chooses among readiness, train, long_records, generalisation, cpu_int8
+#   - label_sets.py: MiniLM on every Debtags label set with two seeds (encoder, both
+#     hybrids, TF-IDF), PARALLEL runs at once; many_labels.py: 10 against 104 labels.
+# STEPS chooses among readiness, train, long_records, generalisation, label_sets, cpu_int8
 # (default: the first three).
 # Pinned packages the machine lacks travel as wheels in .whl/, MiniLM as fp16 in .gpu/minilm.
 set -u
@@ -87,6 +89,16 @@ $G --pairing diagonal --json "$OUT/generalisation-candidates.json" \
     --variant best-micro-f1=--metric_for_best_model=micro_f1
 step "generalisation: MiniLM, defaults, 3 folds x 3 seeds, 5 epochs"
 $G --pairing all --json "$OUT/generalisation.json"
+fi
+if wanted label_sets; then
+# Every Debtags label set (seven of ten tags) with two seeds, as on the CPU machine
+# (learning rate 1e-4, the README's advice for MiniLM; 128 tokens), then the 104-tag set.
+step "label_sets: MiniLM, 7 label sets x 2 seeds, 5 epochs"
+python3 benchmarks/label_sets.py --model .gpu/minilm --seeds 0 1 --parallel ${PARALLEL:-6} \
+    --train-arg=--learning_rate=1e-4 --train-arg=--max_seq_length=128 \
+    --keep /tmp/sets --json "$OUT/label_sets.json"
+step "many_labels: MiniLM, 10 against 104 labels, 1 epoch"
+python3 benchmarks/many_labels.py --model .gpu/minilm --keep /tmp/many --json "$OUT/many_labels.json"
 fi
 if wanted cpu_int8; then
 step "cpu_int8: endpoint paths on 4 CPU cores"

