@@ -5,14 +5,18 @@ every run) on that set's CSVs (`debtags.py write`: the debian-tags rows and spli
 set's tags as label columns). From the run's saved validation and test probabilities the
 script scores, with train.py's own functions and no retraining:
 
-- `encoder`: the run's thresholds strategy (the default) fitted on validation;
+- `encoder`: the encoder's probabilities alone;
 - `hybrid`: the blend with TF-IDF as `--hybrid tfidf` chooses it (one encoder weight);
 - `hybrid, per label`: one weight per label, each chosen by its own out-of-fold F1
   (`--hybrid_blend per_label`), the encoder alone where blending does not help;
-- `TF-IDF`: TF-IDF + logistic regression fitted on the training rows, thresholds the same way.
+- `TF-IDF`: TF-IDF + logistic regression fitted on the training rows;
 
-Reported per (set, method): test micro/macro-F1, mean ± sd over the seeds, and the mean
-paired difference against TF-IDF and against the encoder alone. Finished runs in `--keep`
+each with the thresholds of every `--threshold_strategy`, fitted on validation. Reported
+per (set, method, strategy): test micro/macro-F1, mean and sd over the seeds, and the mean
+paired difference against TF-IDF and against the encoder alone under the same strategy;
+then per (method, strategy) the worst set's margin over TF-IDF (with the same strategy,
+and with the strategy that suits TF-IDF best on that set's test rows), since a default is
+chosen by the set where it does worst. Finished runs in `--keep`
 are reused and an interrupted one resumes from its checkpoint, so the benchmark can be
 spread over several sessions (`--sets interface --seeds 0`, then the next); `--parallel N`
 trains N runs at once (a GPU has room for several MiniLM runs):
@@ -37,13 +41,15 @@ from common import machine, pretrained_encoder, print_table, write_json
 from debtags import label_sets, write_label_set
 from generalisation import spread, train_once
 
-from multilabel.core.threshold_strategies import DEFAULT_THRESHOLD_STRATEGY
+from multilabel.core.threshold_strategies import THRESHOLD_STRATEGIES
 from multilabel.text import tfidf
 from multilabel.training import metrics
 
 SPLITS = ("train", "validation", "test")
 TFIDF = "TF-IDF"
 ENCODER = "encoder"
+HYBRID = "hybrid"  # one encoder weight (--hybrid tfidf)
+PER_LABEL_HYBRID = "hybrid, per label"  # --hybrid tfidf --hybrid_blend per_label
 
 
 def read_set(
@@ -77,50 +83,81 @@ def saved_probabilities(run: Path, split: str, columns: list[str]) -> np.ndarray
         return np.array([[float(r[f"prob_{c}"]) for c in columns] for r in csv.DictReader(fh)])
 
 
-def test_f1(probs: dict[str, np.ndarray], labels: dict[str, np.ndarray], seed: int) -> dict[str, float]:
-    """Test micro/macro-F1 at the thresholds the default strategy fits on validation."""
+def test_f1(
+    probs: dict[str, np.ndarray], labels: dict[str, np.ndarray], strategy: str, seed: int
+) -> dict[str, float]:
+    """Test micro/macro-F1 at the thresholds `strategy` fits on validation."""
     thresholds = metrics.choose_thresholds(
-        probs["validation"], labels["validation"], DEFAULT_THRESHOLD_STRATEGY, seed=seed
+        probs["validation"], labels["validation"], strategy, seed=seed
     ).thresholds
     return metrics.micro_macro_f1(labels["test"], metrics.decide(probs["test"], thresholds))
 
 
 def run_scores(
     encoder: dict[str, np.ndarray], other: dict[str, np.ndarray], labels: dict[str, np.ndarray], seed: int
-) -> dict[str, dict[str, float]]:
-    """Test F1 of the encoder alone and of both hybrids, from one run's probabilities."""
-    weight, _ = metrics.choose_blend_weight(
-        encoder["validation"], other["validation"], labels["validation"], DEFAULT_THRESHOLD_STRATEGY, seed
-    )
-    weights = metrics.choose_blend_weights(
-        encoder["validation"], other["validation"], labels["validation"], DEFAULT_THRESHOLD_STRATEGY, seed
-    ).weights
-    scores = {ENCODER: test_f1(encoder, labels, seed)}
-    for method, w in (("hybrid", weight), ("hybrid, per label", weights)):
-        blended = {s: tfidf.blend(encoder[s], other[s], w) for s in encoder}
-        scores[method] = test_f1(blended, labels, seed)
+) -> dict[tuple[str, str], dict[str, float]]:
+    """Test F1 of the encoder alone and of both hybrids under each threshold strategy, from one
+    run's probabilities (each blend chosen with the strategy that then sets its thresholds)."""
+    scores = {}
+    for strategy in THRESHOLD_STRATEGIES:
+        validation = (encoder["validation"], other["validation"], labels["validation"], strategy, seed)
+        weight, _ = metrics.choose_blend_weight(*validation)
+        weights = metrics.choose_blend_weights(*validation).weights
+        scores[ENCODER, strategy] = test_f1(encoder, labels, strategy, seed)
+        for method, w in ((HYBRID, weight), (PER_LABEL_HYBRID, weights)):
+            blended = {s: tfidf.blend(encoder[s], other[s], w) for s in encoder}
+            scores[method, strategy] = test_f1(blended, labels, strategy, seed)
     return scores
 
 
 def summarise(results: list[dict]) -> list[dict]:
-    """Mean ± sd per (set, method), and paired differences against TF-IDF and the encoder alone."""
-    by_key: dict[tuple[str, str], dict[int, dict[str, float]]] = {}
+    """Mean ± sd per (set, method, strategy), and paired differences against TF-IDF and the
+    encoder alone under the same threshold strategy."""
+    by_key: dict[tuple[str, str, str], dict[int, dict[str, float]]] = {}
     for r in results:
-        by_key.setdefault((r["set"], r["method"]), {})[r["seed"]] = r["f1"]
+        by_key.setdefault((r["set"], r["method"], r["strategy"]), {})[r["seed"]] = r["f1"]
     rows = []
-    for (name, method), runs in by_key.items():
-        row = {"set": name, "method": method, "seeds": len(runs)}
+    for (name, method, strategy), runs in by_key.items():
+        row = {"set": name, "method": method, "strategy": strategy, "seeds": len(runs)}
         for avg in ("micro", "macro"):
             values = [f1[avg] for f1 in runs.values()]
-            row[f"{avg}_f1"] = f"{statistics.mean(values):.4f} ± {spread(values):.4f}"
-            for against in (TFIDF, ENCODER):
-                base = by_key.get((name, against), {})
+            row[f"{avg}_f1"] = round(statistics.mean(values), 4)
+            row[f"{avg}_sd"] = round(spread(values), 4)
+            for against, key in ((TFIDF, "tfidf"), (ENCODER, "encoder")):
+                base = by_key.get((name, against, strategy), {})
                 paired = [f1[avg] - base[seed][avg] for seed, f1 in runs.items() if seed in base]
-                if method != against and paired and not (method == TFIDF and against == ENCODER):
-                    key = f"{avg}_vs_{'tfidf' if against == TFIDF else 'encoder'}"
-                    row[key] = f"{statistics.mean(paired):+.4f} ± {spread(paired):.4f}"
+                if method not in (against, TFIDF) and paired:
+                    row[f"{avg}_vs_{key}"] = round(statistics.mean(paired), 4)
+            if method != TFIDF:  # against TF-IDF with the strategy that suits it best on test
+                best = max(
+                    statistics.mean(f1[avg] for f1 in by_key[(name, TFIDF, other)].values())
+                    for other in THRESHOLD_STRATEGIES
+                )
+                row[f"{avg}_vs_best_tfidf"] = round(statistics.mean(values) - best, 4)
         rows.append(row)
     return rows
+
+
+def worst_sets(rows: list[dict]) -> list[dict]:
+    """Per (method, strategy) over the label sets: the smallest and the mean margin over
+    TF-IDF, and the smallest over the encoder alone (the decisions are taken on the worst set)."""
+    grouped: dict[tuple[str, str], list[dict]] = {}
+    for row in rows:
+        if row["method"] != TFIDF:
+            grouped.setdefault((row["method"], row["strategy"]), []).append(row)
+    out = []
+    for (method, strategy), group in grouped.items():
+        summary = {"method": method, "strategy": strategy, "sets": len(group)}
+        for avg in ("micro", "macro"):
+            margins = [r[f"{avg}_vs_tfidf"] for r in group]
+            worst = min(group, key=lambda r, avg=avg: r[f"{avg}_vs_tfidf"])
+            summary[f"worst_{avg}_vs_tfidf"] = f"{min(margins):+.4f} ({worst['set']})"
+            summary[f"mean_{avg}_vs_tfidf"] = round(statistics.mean(margins), 4)
+            summary[f"worst_{avg}_vs_best_tfidf"] = round(min(r[f"{avg}_vs_best_tfidf"] for r in group), 4)
+            if method != ENCODER:
+                summary[f"worst_{avg}_vs_encoder"] = round(min(r[f"{avg}_vs_encoder"] for r in group), 4)
+        out.append(summary)
+    return out
 
 
 def main() -> int:
@@ -157,9 +194,11 @@ def main() -> int:
             other = {s: other_model.probabilities(texts[s]) for s in ("validation", "test")}
             inputs[name] = (folder, columns, labels, other)
             for seed in args.seeds:
-                results.append(
-                    {"set": name, "method": TFIDF, "seed": seed, "f1": test_f1(other, labels, seed)}
-                )
+                for strategy in THRESHOLD_STRATEGIES:
+                    f1 = test_f1(other, labels, strategy, seed)
+                    results.append(
+                        {"set": name, "method": TFIDF, "strategy": strategy, "seed": seed, "f1": f1}
+                    )
         model = args.model or str(pretrained_encoder())
 
         def one_run(name: str, seed: int) -> tuple[str, int, Path]:
@@ -173,13 +212,17 @@ def main() -> int:
                 name, seed, run = finished.result()
                 _, columns, labels, other = inputs[name]
                 encoder = {s: saved_probabilities(run, s, columns) for s in ("validation", "test")}
-                for method, f1 in run_scores(encoder, other, labels, seed).items():
-                    results.append({"set": name, "method": method, "seed": seed, "f1": f1})
+                for (method, strategy), f1 in run_scores(encoder, other, labels, seed).items():
+                    results.append(
+                        {"set": name, "method": method, "strategy": strategy, "seed": seed, "f1": f1}
+                    )
                 print(f"done: {name}, seed {seed}", flush=True)
                 write_json(args.json, {"machine": machine(), "results": results})
     rows = summarise(results)
-    columns = ["set", "method", "seeds", "micro_f1", "macro_f1", "micro_vs_tfidf", "macro_vs_tfidf"]
-    print_table(rows, [*columns, "micro_vs_encoder", "macro_vs_encoder"])
+    columns = ["set", "method", "strategy", "seeds", "micro_f1", "micro_sd", "macro_f1", "macro_sd"]
+    print_table(rows, [*columns, "micro_vs_tfidf", "macro_vs_tfidf", "micro_vs_encoder", "macro_vs_encoder"])
+    worst = worst_sets(rows)
+    print_table(worst, list(worst[0]) if worst else [])
     write_json(
         args.json,
         {
@@ -187,6 +230,7 @@ def main() -> int:
             "seeds": args.seeds,
             "train_args": args.train_arg,
             "summary": rows,
+            "worst_sets": worst,
             "results": results,
         },
     )

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from multilabel.core.threshold_strategies import THRESHOLD_STRATEGIES
 from multilabel.data.schema import validate_files
 from tests.helpers import ROOT
 
@@ -63,10 +64,19 @@ def test_label_sets_benchmark_scores_four_methods_and_reuses_a_finished_run(tmp_
     out, keep = tmp_path / "sets.json", tmp_path / "keep"
     args = ["--smoke", "--sets", "interface", "--seeds", "0", "--keep", str(keep), "--json", str(out)]
     run_benchmark("label_sets.py", *args)
-    summary = json.loads(out.read_text())["summary"]
-    assert [r["method"] for r in summary] == ["TF-IDF", "encoder", "hybrid", "hybrid, per label"]
+    result = json.loads(out.read_text())
+    summary = result["summary"]
+    methods = ["TF-IDF", "encoder", "hybrid", "hybrid, per label"]
+    assert {(r["method"], r["strategy"]) for r in summary} == {
+        (m, s) for m in methods for s in THRESHOLD_STRATEGIES
+    }, "every method under every threshold strategy"
     assert all(r["set"] == "interface" and r["seeds"] == 1 for r in summary)
-    assert all("macro_vs_tfidf" in r for r in summary[1:]) and "macro_vs_encoder" in summary[2]
+    for r in summary:
+        assert ("macro_vs_tfidf" in r) == (r["method"] != "TF-IDF")
+        assert ("macro_vs_encoder" in r) == (r["method"].startswith("hybrid"))
+    assert {(w["method"], w["strategy"]) for w in result["worst_sets"]} == {
+        (m, s) for m in methods[1:] for s in THRESHOLD_STRATEGIES
+    }
     again = run_benchmark("label_sets.py", *args)
     assert "reused: " in again.stdout
     assert json.loads(out.read_text())["summary"] == summary, "the same run scores the same"
