@@ -67,6 +67,9 @@ def read_set(
     return columns, texts, labels
 
 
+SMOKE_ROWS = 60  # rows a file in a smoke run
+
+
 def cut(folder: Path, out: Path, limit: int) -> Path:
     """The set's files cut to `limit` rows each (for the smoke run)."""
     out.mkdir(parents=True, exist_ok=True)
@@ -76,6 +79,21 @@ def cut(folder: Path, out: Path, limit: int) -> Path:
         with open(out / f"{split}.csv", "w", newline="", encoding="utf-8") as fh:
             csv.writer(fh).writerows(rows)
     return out
+
+
+def prepare_set(name: str, work: Path, args: argparse.Namespace) -> Path:
+    """The set's CSVs under `work`/sets; for `--smoke`, cut to SMOKE_ROWS, and without a
+    `--model` a tiny random RoBERTa built on them (set in `args`, with its short windows)."""
+    folder = write_label_set(name, work / "sets" / name)
+    if not args.smoke:
+        return folder
+    folder = cut(folder, work / "sets" / f"{name}-smoke", SMOKE_ROWS)
+    if not args.model:
+        from tests.support.tiny_model import build_tiny_roberta
+
+        args.model = str(build_tiny_roberta(work / "tiny", [folder / "train.csv"]))
+        args.train_arg.append("--max_seq_length=64")
+    return folder
 
 
 def saved_probabilities(run: Path, split: str, columns: list[str]) -> np.ndarray:
@@ -181,14 +199,7 @@ def main() -> int:
         work = args.keep or Path(tmp)
         inputs = {}  # set -> (folder, label columns, labels, TF-IDF probabilities)
         for name in names:
-            folder = write_label_set(name, work / "sets" / name)
-            if args.smoke:
-                folder = cut(folder, work / "sets" / f"{name}-smoke", 60)
-                if not args.model:
-                    from tests.support.tiny_model import build_tiny_roberta
-
-                    args.model = str(build_tiny_roberta(work / "tiny", [folder / "train.csv"]))
-                    args.train_arg += ["--max_seq_length=64"]
+            folder = prepare_set(name, work, args)
             columns, texts, labels = read_set(folder)
             other_model = tfidf.fit(texts["train"], labels["train"])
             other = {s: other_model.probabilities(texts[s]) for s in ("validation", "test")}

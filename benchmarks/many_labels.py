@@ -28,8 +28,7 @@ import time
 from pathlib import Path
 
 from common import machine, pretrained_encoder, print_table, run_train_py, write_json
-from debtags import write_label_set
-from label_sets import cut, read_set, saved_probabilities
+from label_sets import prepare_set, read_set, saved_probabilities
 
 from multilabel.core.run_paths import LABEL_REPORT, predictions_file
 from multilabel.core.threshold_strategies import CROSS_VALIDATED
@@ -98,27 +97,20 @@ def main() -> int:
     parser.add_argument("--json", type=Path)
     parser.add_argument("--keep", type=Path, help="keep the sets' CSVs and train.py's outputs here")
     args = parser.parse_args()
-    flags = [*FLAGS, f"--num_train_epochs={args.epochs:g}", "--max_seq_length=128", *args.train_arg]
+    args.train_arg[:0] = [*FLAGS, f"--num_train_epochs={args.epochs:g}", "--max_seq_length=128"]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         work = args.keep or Path(tmp)
         for name in SETS:
-            folder = write_label_set(name, work / "sets" / name)
-            if args.smoke:
-                folder = cut(folder, work / "sets" / f"{name}-smoke", 60)
-                if not args.model:
-                    from tests.support.tiny_model import build_tiny_roberta
-
-                    args.model = str(build_tiny_roberta(work / "tiny", [folder / "train.csv"]))
-                    flags.append("--max_seq_length=64")
+            folder = prepare_set(name, work, args)
             model = args.model or str(pretrained_encoder())
-            rows.append(measure(name, folder, work / "runs" / name, model, flags))
+            rows.append(measure(name, folder, work / "runs" / name, model, args.train_arg))
             print(f"done: {name}", flush=True)
     print_table(rows, list(rows[0]))
     ten, many = rows
     ratios = {k: round(many[k] / ten[k], 2) for k in ten if k.endswith(("_s", "_kb", "_ms")) and ten[k]}
     print("104 labels / 10 labels: " + ", ".join(f"{k} {v}x" for k, v in ratios.items()))
-    write_json(args.json, {"machine": machine(), "flags": flags, "rows": rows, "ratios": ratios})
+    write_json(args.json, {"machine": machine(), "flags": args.train_arg, "rows": rows, "ratios": ratios})
     return 0
 
 

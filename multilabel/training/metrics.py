@@ -184,12 +184,16 @@ def tune_thresholds(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
 def micro_macro_f1(truth: np.ndarray, decided: np.ndarray) -> dict[str, float]:
     """{"micro": micro-F1, "macro": macro-F1} of 0/1 decisions (as `multilabel_metrics`, without
     scikit-learn's overhead: a label without positives or predictions scores 0)."""
-    truth, decided = np.asarray(truth) >= 0.5, np.asarray(decided) >= 0.5
-    tp = (truth & decided).sum(axis=0)
-    total = truth.sum(axis=0) + decided.sum(axis=0)
+    tp, total = _f1_counts(truth, decided)
     per_label = np.divide(2 * tp, total, out=np.zeros(len(tp)), where=total > 0)
     micro = 2 * tp.sum() / total.sum() if total.sum() else 0.0
     return {"micro": float(micro), "macro": float(per_label.mean())}
+
+
+def _f1_counts(truth: np.ndarray, decided: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per label: true positives, and positives plus predictions (F1 = 2 tp / total)."""
+    truth, decided = np.asarray(truth) >= 0.5, np.asarray(decided) >= 0.5
+    return (truth & decided).sum(axis=0), truth.sum(axis=0) + decided.sum(axis=0)
 
 
 def global_threshold(probs: np.ndarray, labels: np.ndarray) -> float:
@@ -245,6 +249,22 @@ def stratified_folds(labels: np.ndarray, folds: int, seed: int = 0) -> np.ndarra
     return assignment
 
 
+def out_of_fold_decisions(
+    probs: np.ndarray,
+    truth: np.ndarray,
+    strategy: str,
+    fold_of: np.ndarray,
+    prior_positives: float = SHRINK_POSITIVES,
+) -> np.ndarray:
+    """0/1 decisions of every row, each fold's at thresholds `strategy` fitted on the other folds."""
+    decided = np.zeros_like(truth)
+    for fold in np.unique(fold_of):
+        held_out = fold_of == fold
+        thresholds = fit_thresholds(strategy, probs[~held_out], truth[~held_out], prior_positives)
+        decided[held_out] = decide(probs[held_out], thresholds)
+    return decided
+
+
 def cross_validated_scores(
     probs: np.ndarray,
     labels: np.ndarray,
@@ -260,17 +280,12 @@ def cross_validated_scores(
     """
     truth = (np.asarray(labels) >= 0.5).astype(np.int64)
     fold_of = stratified_folds(truth, folds, seed)
-    scores = {}
-    for strategy in CANDIDATES:
-        decided = np.zeros_like(truth)
-        for fold in range(folds):
-            held_out = fold_of == fold
-            if not held_out.any():
-                continue
-            thresholds = fit_thresholds(strategy, probs[~held_out], truth[~held_out], prior_positives)
-            decided[held_out] = decide(probs[held_out], thresholds)
-        scores[strategy] = micro_macro_f1(truth, decided)
-    return scores
+    return {
+        strategy: micro_macro_f1(
+            truth, out_of_fold_decisions(probs, truth, strategy, fold_of, prior_positives)
+        )
+        for strategy in CANDIDATES
+    }
 
 
 @dataclass(frozen=True)
@@ -416,9 +431,7 @@ class BlendChoice:
 
 def per_label_f1(truth: np.ndarray, decided: np.ndarray) -> np.ndarray:
     """Each label's F1 of 0/1 decisions (0 for a label without positives or predictions)."""
-    truth, decided = np.asarray(truth) >= 0.5, np.asarray(decided) >= 0.5
-    tp = (truth & decided).sum(axis=0)
-    total = truth.sum(axis=0) + decided.sum(axis=0)
+    tp, total = _f1_counts(truth, decided)
     return np.divide(2 * tp, total, out=np.zeros(len(tp)), where=total > 0)
 
 
@@ -444,16 +457,14 @@ def choose_blend_weights(
         return BlendChoice(np.ones(n_labels), np.zeros((len(BLEND_WEIGHTS), n_labels)))
     candidate = strategy if strategy in CANDIDATES else PER_LABEL
     fold_of = stratified_folds(truth, folds, seed)
-    scores = np.zeros((len(BLEND_WEIGHTS), n_labels))
-    for i, weight in enumerate(BLEND_WEIGHTS):
-        blended = blend(encoder, other, weight)
-        decided = np.zeros_like(truth)
-        for fold in range(folds):
-            held_out = fold_of == fold
-            if held_out.any():
-                thresholds = fit_thresholds(candidate, blended[~held_out], truth[~held_out])
-                decided[held_out] = decide(blended[held_out], thresholds)
-        scores[i] = per_label_f1(truth, decided)
+    scores = np.array(
+        [
+            per_label_f1(
+                truth, out_of_fold_decisions(blend(encoder, other, weight), truth, candidate, fold_of)
+            )
+            for weight in BLEND_WEIGHTS
+        ]
+    )
     alone = BLEND_WEIGHTS.index(1.0)
     # Larger encoder shares first, so that argmax (the first maximum) breaks ties toward them.
     order = np.argsort(BLEND_WEIGHTS)[::-1]
