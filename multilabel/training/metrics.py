@@ -392,16 +392,26 @@ def choose_blend_weight(
     fitted on the rows that score it. Ties go to the larger encoder share. Returns the
     weight and every weight's score.
     """
-    candidate = strategy if strategy in CANDIDATES else PER_LABEL
-    folds = min(CV_FOLDS, len(labels))
-    scores = {}
-    for weight in BLEND_WEIGHTS:
-        blended = blend(encoder, other, weight)
-        if folds < 2:
-            scores[weight] = cv_criterion(micro_macro_f1(labels, decide(blended, DEFAULT_THRESHOLD)))
-        else:
-            scores[weight] = cv_criterion(cross_validated_scores(blended, labels, folds, seed)[candidate])
+    truth = (np.asarray(labels) >= 0.5).astype(np.int64)
+    decided = blend_decisions(encoder, other, truth, strategy, seed)
+    if decided is None:
+        decided = [decide(blend(encoder, other, w), DEFAULT_THRESHOLD) for w in BLEND_WEIGHTS]
+    scores = {w: cv_criterion(micro_macro_f1(truth, d)) for w, d in zip(BLEND_WEIGHTS, decided, strict=True)}
     return max(BLEND_WEIGHTS, key=lambda w: (scores[w], w)), scores
+
+
+def blend_decisions(
+    encoder: np.ndarray, other: np.ndarray, truth: np.ndarray, strategy: str, seed: int
+) -> list[np.ndarray] | None:
+    """Out-of-fold decisions on the validation set of the blend at each of BLEND_WEIGHTS,
+    thresholds fitted by the strategy on the other folds (per-label tuning's for 'cv');
+    None when there are too few rows for folds."""
+    folds = min(CV_FOLDS, len(truth))
+    if folds < 2:
+        return None
+    candidate = strategy if strategy in CANDIDATES else PER_LABEL
+    fold_of = stratified_folds(truth, folds, seed)
+    return [out_of_fold_decisions(blend(encoder, other, w), truth, candidate, fold_of) for w in BLEND_WEIGHTS]
 
 
 @dataclass(frozen=True)
@@ -452,19 +462,10 @@ def choose_blend_weights(
     """
     truth = (np.asarray(labels) >= 0.5).astype(np.int64)
     n_labels = truth.shape[1]
-    folds = min(CV_FOLDS, len(truth))
-    if folds < 2:
+    decided = blend_decisions(encoder, other, truth, strategy, seed)
+    if decided is None:
         return BlendChoice(np.ones(n_labels), np.zeros((len(BLEND_WEIGHTS), n_labels)))
-    candidate = strategy if strategy in CANDIDATES else PER_LABEL
-    fold_of = stratified_folds(truth, folds, seed)
-    scores = np.array(
-        [
-            per_label_f1(
-                truth, out_of_fold_decisions(blend(encoder, other, weight), truth, candidate, fold_of)
-            )
-            for weight in BLEND_WEIGHTS
-        ]
-    )
+    scores = np.array([per_label_f1(truth, d) for d in decided])
     alone = BLEND_WEIGHTS.index(1.0)
     # Larger encoder shares first, so that argmax (the first maximum) breaks ties toward them.
     order = np.argsort(BLEND_WEIGHTS)[::-1]
