@@ -4,6 +4,7 @@ The code lives in `multilabel/serving/classifier.py`.
 """
 
 from multilabel.serving.classifier import Classifier
-from multilabel.serving.request_codec import Options, RequestError
+from multilabel.serving.options import Options
+from multilabel.serving.request_codec import RequestError
 
 __all__ = ["Classifier", "Options", "RequestError"]

@@ -36,6 +36,7 @@ SERVING_CODE = {
     "multilabel/__init__.py",
     "multilabel/serving/__init__.py",
     "multilabel/serving/request_codec.py",
+    "multilabel/serving/options.py",  # request parameters, checked into the thresholds' array
     "multilabel/serving/classifier.py",
     "multilabel/serving/runtime.py",
     "multilabel/serving/onnx_runtime.py",
@@ -43,6 +44,7 @@ SERVING_CODE = {
     "multilabel/text/pair_encoding.py",
     "multilabel/text/windows.py",  # long records: windows and pooling
     "multilabel/text/tfidf.py",  # the TF-IDF half of a hybrid model (numpy)
+    "multilabel/text/decisions.py",  # thresholds and decisions, as train.py decides
     "multilabel/core/__init__.py",
     "multilabel/core/artifact.py",  # ClassifierConfig
     "multilabel/core/job_source.py",  # imported by artifact

@@ -12,12 +12,15 @@ import re
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from multilabel.serving.classifier import Classifier, default_max_tokens
-from multilabel.serving.request_codec import DeploymentError, Options, Request, RequestError, parse_request
+from multilabel.serving.options import Options
+from multilabel.serving.request_codec import DeploymentError, Request, RequestError, parse_request
 from multilabel.text.pair_encoding import TRUNCATION_STRATEGIES
+from multilabel.training import metrics
 from tests.conftest import SageMakerRun
 from tests.helpers import DATA, LABELS, read_csv
 
@@ -232,9 +235,9 @@ def test_classifier_decisions_follow_thresholds_and_options(sm_run: SageMakerRun
     rows = [{c: r[c] for c in COLUMNS} for r in read_csv(DATA / "test.csv")[:20]]
     probs = classifier.probabilities(rows)
     assert probs.shape == (20, 10) and probs.dtype == torch.float32
-    tuned = torch.tensor(classifier.config.threshold_list(LABELS))
+    tuned = classifier.thresholds.tolist()
     results = classifier.predict(rows)
-    for result, row in zip(results, probs, strict=False):
+    for result, row in zip(results, probs.tolist(), strict=True):
         assert set(result["labels"]) == {n for n, p, t in zip(LABELS, row, tuned, strict=False) if p >= t}, (
             "labels are those at or above their tuned threshold"
         )
@@ -249,6 +252,28 @@ def test_classifier_decisions_follow_thresholds_and_options(sm_run: SageMakerRun
     assert all(r["labels"] == [] for r in classifier.predict(rows, Options([1.0] * 10))), (
         "threshold 1: no label"
     )
+
+
+@pytest.mark.slow
+def test_a_threshold_between_two_float32_values_decides_as_train_py_does(sm_run: SageMakerRun) -> None:
+    """The endpoint once compared in float32: a threshold just above a probability was rounded
+    onto it, and the label fired where train.py's reports (float64) said it did not."""
+    classifier = Classifier.load(sm_run.model_dir, device="cpu")
+    row = {c: read_csv(DATA / "test.csv")[0][c] for c in COLUMNS}
+    probs = classifier.probabilities([row]).numpy()
+    p = float(probs[0, 0])
+    above = float(np.nextafter(p, 1.0))  # the next float64 up; float32 rounds it back onto p
+    assert np.float32(above) == probs[0, 0], "the case that float32 thresholds decide wrongly"
+    thresholds = classifier.thresholds.copy()
+    for threshold, fires in ((above, 0), (p, 1)):
+        thresholds[0] = threshold
+        assert metrics.decide(probs, thresholds)[0, 0] == fires, "train.py's decision"
+        served = classifier.handle(
+            records_of({"inputs": row, "parameters": {"threshold": {LABELS[0]: threshold}}})
+        )
+        assert (LABELS[0] in served.results[0]["labels"]) == bool(fires), f"endpoint at {threshold!r}"
+        python_api = classifier.predict([row], Options(thresholds.tolist()))[0]
+        assert (LABELS[0] in python_api["labels"]) == bool(fires), f"Classifier.predict at {threshold!r}"
 
 
 @pytest.mark.slow

@@ -9,23 +9,22 @@ import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
+from multilabel.serving.options import Options, check_options, parse_options
 from multilabel.serving.request_codec import (
     DEFAULT_MAX_RECORDS,
     MAX_RECORDS_ENV,
     DeploymentError,
-    Options,
     Request,
     RequestError,
     RequestLogFilter,
     Response,
-    check_options,
     check_records,
     encode_response,
     max_records,
     negotiate,
-    parse_options,
     parse_request,
 )
 from tests.helpers import ROOT
@@ -175,9 +174,11 @@ def test_record_limit(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_parameters() -> None:
     names, tuned = ["a", "b", "c"], [0.2, 0.5, 0.7]
     assert parse_options({}, names, tuned) == Options([0.2, 0.5, 0.7])
-    assert parse_options({"threshold": 0.4}, names, tuned).thresholds == [0.4, 0.4, 0.4]
-    assert parse_options({"threshold": {"c": 1}}, names, tuned).thresholds == [0.2, 0.5, 1.0]
+    assert parse_options({"threshold": 0.4}, names, tuned).thresholds.tolist() == [0.4, 0.4, 0.4]
+    assert parse_options({"threshold": {"c": 1}}, names, tuned).thresholds.tolist() == [0.2, 0.5, 1.0]
     assert parse_options({"top_k": 2, "return_scores": False}, names, tuned) == Options(tuned, 2, False)
+    checked = parse_options({"threshold": {"a": 0.3}}, names, tuned).thresholds
+    assert (checked.dtype, checked.flags.writeable) == (np.float64, False), "the model's own threshold shape"
     for parameters, message in [
         (
             {"treshold": 0.5},
@@ -336,7 +337,7 @@ def test_the_python_api_checks_options_by_the_endpoints_rules() -> None:
     names, tuned = ["a", "b", "c"], [0.2, 0.5, 0.7]
     assert check_options(None, names, tuned) == Options([0.2, 0.5, 0.7])
     assert check_options(Options([0.1, 0.2, 0.3], top_k=2), names, tuned) == Options([0.1, 0.2, 0.3], 2)
-    assert check_options({"threshold": 0.4}, names, tuned).thresholds == [0.4, 0.4, 0.4]
+    assert check_options({"threshold": 0.4}, names, tuned).thresholds.tolist() == [0.4, 0.4, 0.4]
     for options, message in [
         (
             Options([0.3]),

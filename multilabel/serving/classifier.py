@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from transformers import (
     AutoConfig,
@@ -33,21 +34,20 @@ from transformers import (
 )
 
 from multilabel.core.artifact import ClassifierConfig, read_model_dir
+from multilabel.serving.options import Options, check_options, parse_options
 from multilabel.serving.request_codec import (
     DEFAULT_MAX_RECORDS,
     MAX_RECORDS_ENV,
     MAX_TOKENS_ENV,
     DeploymentError,
-    Options,
     Request,
     RequestError,
     Response,
-    check_options,
     check_records,
     env_int,
-    parse_options,
 )
 from multilabel.serving.runtime import RuntimeSettings
+from multilabel.text.decisions import decide, saved_thresholds
 from multilabel.text.pair_encoding import TruncationError, encode_pairs, pad_batch
 from multilabel.text.tfidf import TfidfModel, blend, load_tfidf, record_text
 from multilabel.text.windows import WindowSettings, encode_windows, pool_logits
@@ -97,6 +97,11 @@ class Classifier:
     batch_size: int = DEFAULT_BATCH_SIZE["cpu"]
     max_tokens: int = REFERENCE_MAX_TOKENS
     tfidf: TfidfModel | None = None  # the TF-IDF half of a hybrid model (`hybrid_weight`)
+    # The tuned thresholds, read once: one read-only float64 per label (text/decisions.py).
+    thresholds: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.thresholds = saved_thresholds(self.config, self.label_names)
 
     @classmethod
     def load(cls, model_dir: str | Path, device: str | torch.device | None = None) -> Classifier:
@@ -198,7 +203,8 @@ class Classifier:
         return encode_pairs(self.tokenizer, texts, pairs, length, self.config.truncation)[0], None
 
     def probabilities(self, records: Sequence[Mapping[str, str]]) -> torch.Tensor:
-        """Sigmoid probabilities, records x labels, float32 on CPU, in record order.
+        """Sigmoid probabilities, records x labels, on CPU, in record order: float32, or
+        float64 for a hybrid (blended as train.py blends).
 
         Tokenises the whole request at once (each record into its windows, where the model
         reads windows), refuses it if its tokens after truncation exceed `max_tokens` (the
@@ -237,7 +243,7 @@ class Classifier:
         mixed = blend(
             probs.numpy(), self.tfidf.probabilities(texts), self.config.blend_weights(self.label_names)
         )
-        return torch.from_numpy(mixed).float()
+        return torch.from_numpy(mixed)  # float64, as train.py blends and decides
 
     def clip_pairs(self, firsts: Sequence[str], seconds: Sequence[str]) -> tuple[list[str], list[str]]:
         """The pairs with each long text cut a few tokens past what the model can keep of it.
@@ -304,7 +310,7 @@ class Classifier:
         records = [{first: item} if isinstance(item, str) else item for item in inputs]
         request = Request(records, [f"inputs[{i}]" for i in range(len(records))])
         checked = check_records(request, self.config.text_columns, self.config.id_column)
-        options = check_options(options, self.label_names, self.config.threshold_list(self.label_names))
+        options = check_options(options, self.label_names, self.thresholds)
         # Any number of inputs: in chunks that the token budget always admits.
         step = max(1, self.max_tokens // self.max_record_tokens)
         results = []
@@ -319,7 +325,7 @@ class Classifier:
         """The results of a request's checked `records` (a `TruncationError` becomes a `RequestError`)."""
         if not records:
             return []
-        options = options or Options(thresholds=self.config.threshold_list(self.label_names))
+        options = options or Options(thresholds=self.thresholds)
         try:
             probs = self.probabilities(records)
         except TruncationError as err:
@@ -332,7 +338,7 @@ class Classifier:
                 "record cannot be truncated",
                 where[0],
             ) from None
-        hits = probs >= torch.tensor(options.thresholds)
+        hits = decide(probs.numpy(), options.thresholds)
         results = []
         id_column = self.config.id_column
         for record, row, row_hits in zip(records, probs.tolist(), hits.tolist(), strict=True):
@@ -347,6 +353,5 @@ class Classifier:
     def handle(self, request: Request) -> Response:
         """Check a decoded request's records and parameters, and predict."""
         records = check_records(request, self.config.text_columns, self.config.id_column)
-        tuned = self.config.threshold_list(self.label_names)
-        options = parse_options(request.parameters, self.label_names, tuned)
+        options = parse_options(request.parameters, self.label_names, self.thresholds)
         return Response(self.decide(request, records, options), request.single)

@@ -53,6 +53,7 @@ from multilabel.data.schema import (
     split_names,
 )
 from multilabel.text import tfidf
+from multilabel.text.decisions import saved_thresholds
 from multilabel.training import metrics, reporting, staging
 from multilabel.training.arguments import DataArguments, ModelArguments
 from multilabel.training.pipeline import resolve_data_files
@@ -302,7 +303,7 @@ def run(
         )
         for split, dataset in raw.items()
     }
-    thresholds = np.array(model.config.threshold_list(model.label_names))
+    thresholds = saved_thresholds(model.config, model.label_names)
     pad_to_length = model.config.max_seq_length if data_args.pad_to_max_length else None
     splits = Splits(None, tokenised.get("validation"), tokenised.get("test"))
     saved = training_args.output_dir, training_args.eval_strategy
