@@ -119,7 +119,7 @@ BAD_REQUESTS = [
 
 @pytest.fixture(scope="module")
 def server(sm_run: SageMakerRun, tmp_path_factory: pytest.TempPathFactory):
-    """One real model server for the module: only one can run per machine."""
+    """One real model server for the module."""
     model_server = ModelServer(
         sm_run.model_dir, tmp_path_factory.mktemp("model-server"), {"MULTILABEL_MAX_TOKENS": str(MAX_TOKENS)}
     )
@@ -140,12 +140,12 @@ def reference_probabilities(sm_run: SageMakerRun) -> np.ndarray:
 
 
 def test_int8_precision_through_the_model_server(
-    sm_run: SageMakerRun, tmp_path_factory: pytest.TempPathFactory
+    server: ModelServer, sm_run: SageMakerRun, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     """MULTILABEL_PRECISION=int8 in the real model server answers within int8's parity margin.
 
-    Its own server, stopped before any test here asks for the module's `server` (only one
-    Multi Model Server can run per machine), so this test stays ahead of them in the file.
+    Its own server, beside the module's: the toolkit once took any model server on the
+    machine for its own, and stopping this one killed the other (serve.LAUNCHER).
     """
     from tests.test_runtime import assert_int8_parity
 
@@ -158,6 +158,9 @@ def test_int8_precision_through_the_model_server(
         int8_server.wait_for_log("runtime: precision int8, ")
     finally:
         int8_server.stop()
+    assert invoke(server, json.dumps({"inputs": RECORDS[0]}).encode())[0] == 200, (
+        "stopping one model server left the other serving"
+    )
     scores = np.array([[r["scores"][n] for n in LABELS] for r in json.loads(body)])
     thresholds = json.loads((sm_run.model_dir / "classifier_config.json").read_text())["thresholds"]
     assert_int8_parity(scores, reference_probabilities(sm_run), np.array([thresholds[n] for n in LABELS]))

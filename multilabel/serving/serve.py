@@ -39,12 +39,30 @@ logger = logging.getLogger(__name__)
 HANDLER = "code/inference.py"
 
 # The toolkit's own entry point, with its fixed config-file path (/etc/sagemaker-mms.properties
-# in the container) redirected to a file of ours; argv[1] names it.
+# in the container) redirected to a file of ours; argv[1] names it. The toolkit then looks
+# for "the" model server among every process on the machine, waits on it and forwards
+# SIGTERM to it: right in a container, which runs one, but with two servers on one machine
+# (two `multilabel.serve`, or parallel tests) stopping one would kill the other. So it is
+# pointed at its own server, the one started with this config file (`-f argv[1]`).
 LAUNCHER = """
 import sys
+import psutil
 import sagemaker_inference.model_server as model_server
 import sagemaker_huggingface_inference_toolkit.mms_model_server as hf_model_server
 model_server.MMS_CONFIG_FILE = hf_model_server.MMS_CONFIG_FILE = sys.argv[1]
+
+def own_server():
+    for process in psutil.process_iter():
+        try:
+            command = process.cmdline()
+            if process.status() != psutil.STATUS_ZOMBIE and model_server.MMS_NAMESPACE in command:
+                if sys.argv[1] in command:
+                    return process
+        except psutil.Error:
+            continue
+    raise Exception("mms model server was unsuccessfully started")
+
+model_server._retrieve_mms_server_process = own_server
 from sagemaker_huggingface_inference_toolkit import serving
 serving.main()
 """
