@@ -87,8 +87,12 @@ def probabilities(run: Path, split: str) -> np.ndarray:
 def test_f1(
     validation: np.ndarray, test: np.ndarray, labels: dict[str, np.ndarray], strategy: str, seed: int
 ) -> dict[str, float]:
-    """Test micro/macro-F1 at the thresholds `strategy` chooses on validation."""
-    thresholds = metrics.choose_thresholds(validation, labels["validation"], strategy, seed=seed).thresholds
+    """Test micro/macro-F1 at the thresholds `strategy` chooses on validation (knowing each
+    label's share of the training rows, as train.py does)."""
+    share = labels["train"].mean(axis=0)
+    thresholds = metrics.choose_thresholds(
+        validation, labels["validation"], strategy, seed=seed, train_share=share
+    ).thresholds
     return metrics.micro_macro_f1(labels["test"], metrics.decide(test, thresholds))
 
 

@@ -104,9 +104,14 @@ def saved_probabilities(run: Path, split: str, columns: list[str]) -> np.ndarray
 def test_f1(
     probs: dict[str, np.ndarray], labels: dict[str, np.ndarray], strategy: str, seed: int
 ) -> dict[str, float]:
-    """Test micro/macro-F1 at the thresholds `strategy` fits on validation."""
+    """Test micro/macro-F1 at the thresholds `strategy` fits on validation (as train.py does,
+    knowing each label's share of the training rows)."""
     thresholds = metrics.choose_thresholds(
-        probs["validation"], labels["validation"], strategy, seed=seed
+        probs["validation"],
+        labels["validation"],
+        strategy,
+        seed=seed,
+        train_share=labels["train"].mean(axis=0),
     ).thresholds
     return metrics.micro_macro_f1(labels["test"], metrics.decide(probs["test"], thresholds))
 
@@ -118,7 +123,8 @@ def run_scores(
     run's probabilities (each blend chosen with the strategy that then sets its thresholds)."""
     scores = {}
     for strategy in THRESHOLD_STRATEGIES:
-        validation = (encoder["validation"], other["validation"], labels["validation"], strategy, seed)
+        share = labels["train"].mean(axis=0)
+        validation = (encoder["validation"], other["validation"], labels["validation"], strategy, seed, share)
         weight, _ = metrics.choose_blend_weight(*validation)
         weights = metrics.choose_blend_weights(*validation).weights
         scores[ENCODER, strategy] = test_f1(encoder, labels, strategy, seed)

@@ -7,6 +7,7 @@ import pytest
 from sklearn.metrics import average_precision_score, f1_score
 
 from multilabel.core.artifact import ClassifierConfig
+from multilabel.text.decisions import threshold_array
 from multilabel.training import metrics
 from multilabel.training.metrics import (
     DEFAULT_THRESHOLD,
@@ -65,8 +66,8 @@ def test_a_label_without_training_positives_keeps_the_default_whatever_validatio
     rng = np.random.default_rng(0)
     probs = rng.random((60, 3)) * 0.05  # an unlearnt label scores near its prior everywhere
     labels = (rng.random((60, 3)) < 0.3).astype(int)
-    for strategy in ("per_label", "shrunk", "global", "cv"):
-        chosen = choose_thresholds(probs, labels, strategy, train_positives=np.array([5, 0, 3]))
+    for strategy in ("per_label", "shrunk", "prevalence", "global", "cv"):
+        chosen = choose_thresholds(probs, labels, strategy, train_share=np.array([0.5, 0.0, 0.3]))
         assert chosen.thresholds[1] == DEFAULT_THRESHOLD, strategy
     without = choose_thresholds(probs, labels, "per_label")
     assert without.thresholds[0] < 0.05, "validation alone tunes a label to its noise floor"
@@ -123,6 +124,21 @@ def test_sigmoid_is_stable_and_decide_uses_greater_or_equal() -> None:
     assert decide(np.array([[0.5, 0.49]]), 0.5).tolist() == [[1, 0]]
 
 
+def test_decisions_compare_float32_probabilities_in_float64() -> None:
+    """A threshold between two float32 values: rounding it to float32 would flip the decision."""
+    p = np.float32(0.3)
+    above = np.nextafter(np.float64(p), 1.0)
+    assert np.float32(above) == p, "float32 rounds the threshold back onto the probability"
+    probs = np.array([[p, p]], dtype=np.float32)
+    for threshold in (above, [above, above], threshold_array([above, float(p)])):
+        assert decide(probs, threshold)[0, 0] == 0, f"{type(threshold).__name__}: in float64, p < threshold"
+    assert decide(probs, threshold_array([above, float(p)])).tolist() == [[0, 1]]
+    saved = threshold_array([0.25, 0.5])
+    assert (saved.dtype, saved.flags.writeable) == (np.float64, False)
+    with pytest.raises(ValueError, match=r"one per label, found an array of shape \(1, 2\)"):
+        threshold_array([[0.25, 0.5]])
+
+
 def test_a_split_is_evaluated_once_at_the_tuned_thresholds_and_at_the_default() -> None:
     rng = np.random.default_rng(1)
     labels = (rng.random((30, 2)) < 0.5).astype(int)
@@ -168,6 +184,32 @@ def test_a_label_with_two_positives_is_pulled_toward_the_global_threshold() -> N
     f1_own = micro_macro_f1(fresh_labels[:, 1:], decide(fresh_probs[:, 1:], own[1:]))
     f1_shrunk = micro_macro_f1(fresh_labels[:, 1:], decide(fresh_probs[:, 1:], shrunk[1:]))
     assert f1_own["macro"] == 0 and f1_shrunk["macro"] > 0
+
+
+def test_prevalence_thresholds_lean_on_the_training_share_where_validation_has_few_positives() -> None:
+    probs, labels = rare_label_case()
+    share = np.array([200 / 600, 0.01])  # label 1: 1 % of the training rows, 2 positives here
+    own = tune_thresholds(probs, labels)
+    anchored = metrics.prevalence_thresholds(probs, labels, share)
+    anchor = np.quantile(probs[:, 1], 1 - share[1], method="higher")
+    assert (probs[:, 1] >= anchor).mean() == pytest.approx(share[1], abs=1 / 600), (
+        "fires as often as in training"
+    )
+    # 2 positives against a prior of 10: 2/12 of its own threshold, the rest the anchor.
+    assert metrics.PREVALENCE_POSITIVES == 10
+    assert anchored[1] == pytest.approx(anchor + 2 / 12 * (own[1] - anchor))
+    assert abs(anchored[0] - own[0]) < 0.1 * abs(own[0] - np.quantile(probs[:, 0], 1 - share[0])) + 1e-3
+    # No positive here at all: the anchor alone, where per-label tuning gives up (0.5).
+    labels[:, 1] = 0
+    assert metrics.prevalence_thresholds(probs, labels, share)[1] == pytest.approx(anchor)
+    # Unseen rows of the same kind: the anchored threshold finds the new positives.
+    fresh_probs, fresh_labels = rare_label_case(seed=1)
+    fresh_probs[[0, 1], 1] = [0.6, 0.65]  # new positives, scored like the frequent label's
+    f1_own = micro_macro_f1(fresh_labels[:, 1:], decide(fresh_probs[:, 1:], own[1:]))
+    f1_anchored = micro_macro_f1(fresh_labels[:, 1:], decide(fresh_probs[:, 1:], anchored[1:]))
+    assert f1_own["macro"] == 0 and f1_anchored["macro"] > 0
+    with pytest.raises(ValueError, match="'prevalence' needs each label's share of the training rows"):
+        choose_thresholds(probs, labels, metrics.PREVALENCE)
 
 
 def test_a_label_without_positives_gets_the_global_threshold_when_shrunk() -> None:
@@ -290,11 +332,13 @@ def test_the_choice_is_saved_in_classifier_config_and_old_configs_still_load(tmp
 
     probs, labels = rare_label_case()
     names = ["perl", "c"]
-    choice = choose_thresholds(probs, labels, metrics.CROSS_VALIDATED)
+    choice = choose_thresholds(probs, labels, metrics.CROSS_VALIDATED, train_share=np.array([0.3, 0.01]))
     record = choice.record(names)
     assert record["requested"] == "cv" and record["applied"] == choice.applied
     assert record["validation_positives"] == {"perl": 200, "c": 2}
     assert set(record["cv_f1"]) == set(metrics.CANDIDATES)
+    without_shares = choose_thresholds(probs, labels, metrics.CROSS_VALIDATED).record(names)
+    assert set(without_shares["cv_f1"]) == set(metrics.CANDIDATES) - {metrics.PREVALENCE}
     thresholds = dict(zip(names, choice.thresholds.tolist(), strict=True))
     ClassifierConfig(("text",), thresholds, 64, threshold_selection=record).save(tmp_path)
     loaded = ClassifierConfig.load(tmp_path)

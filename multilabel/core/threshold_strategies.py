@@ -11,8 +11,17 @@ PER_LABEL = "per_label"  # each label's own F1-optimal threshold (overfits a lab
 GLOBAL = "global"  # one threshold for every label, the micro-F1-optimal one
 FIXED = "fixed"  # 0.5 (DEFAULT_THRESHOLD) for every label, nothing tuned
 SHRUNK = "shrunk"  # per-label thresholds pulled toward the global one, the more the fewer positives
+# per-label thresholds pulled toward the one at which the label fires as often as it occurs in
+# training, the more the fewer validation positives
+PREVALENCE = "prevalence"
 CROSS_VALIDATED = "cv"  # whichever of CANDIDATES scores best on held-out folds of the validation set
-CANDIDATES = (FIXED, GLOBAL, SHRUNK, PER_LABEL)  # fewest fitted numbers first: ties go to the simpler
+CANDIDATES = (
+    FIXED,
+    GLOBAL,
+    SHRUNK,
+    PREVALENCE,
+    PER_LABEL,
+)  # fewest fitted numbers first: ties go to the simpler
 THRESHOLD_STRATEGIES = (CROSS_VALIDATED, *CANDIDATES)
 # per_label: over three re-splits and seeds no strategy beats it beyond its spread on both
 # micro- and macro-F1 (benchmarks/README.md, "Seeds and re-splits"); SHRUNK costs a
@@ -22,6 +31,11 @@ DEFAULT_THRESHOLD_STRATEGY = PER_LABEL
 # half its own threshold and half the global one; with 2, 2/5 of its own; with 30, 91 %.
 # 3 rather than 10 or 30: it costs the least macro-F1 (benchmarks/README.md, "Thresholds").
 SHRINK_POSITIVES = 3
+# Prior strength of PREVALENCE, in validation positives (its anchor rests on every validation
+# row's score and the training set's count, so it earns more trust than the global threshold):
+# the macro-F1 of 3, 5, 10 and 20 differ by under a point; 10 is the middle
+# (benchmarks/README.md, "Thresholds for rare labels").
+PREVALENCE_POSITIVES = 10
 CV_FOLDS = 5
 # A label's threshold is flagged as untrustworthy with fewer validation positives than this.
 MIN_TRUSTED_POSITIVES = 10

@@ -21,7 +21,6 @@ from multilabel.core.run_paths import resolve_run_paths
 from multilabel.core.threshold_strategies import (
     CV_FOLDS,
     DEFAULT_THRESHOLD_STRATEGY,
-    SHRINK_POSITIVES,
     THRESHOLD_STRATEGIES,
 )
 from multilabel.data.csv_files import DEFAULT_ENCODING
@@ -188,10 +187,10 @@ class DataArguments:
     threshold_strategy: str = field(
         default=DEFAULT_THRESHOLD_STRATEGY,
         metadata={
-            "help": "How thresholds are chosen on validation: 'per_label' (each label's F1-optimal "
-            "one), 'shrunk' (those pulled toward one global threshold, the more the fewer "
-            f"positives; {SHRINK_POSITIVES}: halfway), 'global', 'fixed' (0.5), or 'cv' (the best of "
-            f"these on {CV_FOLDS} folds of validation). See benchmarks/README.md.",
+            "help": "Thresholds chosen on validation: 'per_label' (each label's F1-optimal one), "
+            "'shrunk'/'prevalence' (pulled toward the global one / the one firing as often as "
+            "in train, more for fewer positives), 'global', 'fixed' (0.5), 'cv' (best on "
+            f"{CV_FOLDS} folds). See benchmarks/README.md.",
             "choices": list(THRESHOLD_STRATEGIES),
         },
     )

@@ -31,10 +31,13 @@ from multilabel.core.threshold_strategies import (
     GLOBAL,
     MIN_TUNED_F1,
     PER_LABEL,
+    PREVALENCE,
+    PREVALENCE_POSITIVES,
     SHRINK_POSITIVES,
     SHRUNK,
     THRESHOLD_STRATEGIES,
 )
+from multilabel.text import decisions
 from multilabel.text.tfidf import blend
 
 logger = logging.getLogger(__name__)
@@ -49,8 +52,8 @@ def sigmoid(logits: np.ndarray) -> np.ndarray:
 
 
 def decide(probs: np.ndarray, thresholds: np.ndarray | float) -> np.ndarray:
-    """0/1 decisions: a label is predicted when its probability reaches its threshold."""
-    return (np.asarray(probs) >= np.asarray(thresholds)).astype(np.int64)
+    """0/1 decisions, as the endpoint decides (`multilabel.text.decisions.decide`)."""
+    return decisions.decide(probs, thresholds).astype(np.int64)
 
 
 def multilabel_metrics(
@@ -216,10 +219,45 @@ def shrunk_thresholds(
     return weight * tune_thresholds(probs, labels) + (1 - weight) * global_threshold(probs, labels)
 
 
-def fit_thresholds(
-    strategy: str, probs: np.ndarray, labels: np.ndarray, prior_positives: float = SHRINK_POSITIVES
+def prevalence_thresholds(
+    probs: np.ndarray,
+    labels: np.ndarray,
+    train_share: np.ndarray,
+    prior_positives: float = PREVALENCE_POSITIVES,
 ) -> np.ndarray:
-    """Label-ordered thresholds of one of CANDIDATES, fitted on `probs` and `labels`."""
+    """Per-label thresholds shrunk toward the one at which each label fires as often as it
+    occurs in training.
+
+    Label j gets w * own + (1 - w) * anchor_j with w = n_j / (n_j + prior_positives), n_j
+    its positives here, and anchor_j the score above which a `train_share[j]` share of
+    these rows lies. The anchor rests on every row's score and on the training set's
+    count of the label, not on the handful of positives a rare label has in validation:
+    a label with 2 validation positives gets 1/6 of its own threshold, one without any
+    the anchor alone (where `shrunk` would give it the global threshold, blind to how
+    this label's scores are spread).
+    """
+    probs = np.asarray(probs, dtype=np.float64)
+    share = np.clip(np.asarray(train_share, dtype=np.float64), 0.0, 1.0)
+    anchor = np.array(
+        [np.quantile(probs[:, j], 1.0 - share[j], method="higher") for j in range(probs.shape[1])]
+    )
+    positives = (np.asarray(labels) >= 0.5).sum(axis=0)
+    weight = positives / (positives + prior_positives)
+    return weight * tune_thresholds(probs, labels) + (1 - weight) * anchor
+
+
+def fit_thresholds(
+    strategy: str,
+    probs: np.ndarray,
+    labels: np.ndarray,
+    prior_positives: float = SHRINK_POSITIVES,
+    train_share: np.ndarray | None = None,
+) -> np.ndarray:
+    """Label-ordered thresholds of one of CANDIDATES, fitted on `probs` and `labels`.
+
+    `prior_positives` is SHRUNK's prior; PREVALENCE needs `train_share`, each label's
+    share of the training rows.
+    """
     n_labels = np.asarray(labels).shape[1]
     if strategy == PER_LABEL:
         return tune_thresholds(probs, labels)
@@ -229,6 +267,12 @@ def fit_thresholds(
         return np.full(n_labels, DEFAULT_THRESHOLD)
     if strategy == SHRUNK:
         return shrunk_thresholds(probs, labels, prior_positives)
+    if strategy == PREVALENCE:
+        if train_share is None:
+            raise ValueError(
+                f"threshold strategy {PREVALENCE!r} needs each label's share of the training rows"
+            )
+        return prevalence_thresholds(probs, labels, train_share)
     raise ValueError(f"unknown threshold strategy {strategy!r}; expected one of {list(CANDIDATES)}")
 
 
@@ -255,12 +299,15 @@ def out_of_fold_decisions(
     strategy: str,
     fold_of: np.ndarray,
     prior_positives: float = SHRINK_POSITIVES,
+    train_share: np.ndarray | None = None,
 ) -> np.ndarray:
     """0/1 decisions of every row, each fold's at thresholds `strategy` fitted on the other folds."""
     decided = np.zeros_like(truth)
     for fold in np.unique(fold_of):
         held_out = fold_of == fold
-        thresholds = fit_thresholds(strategy, probs[~held_out], truth[~held_out], prior_positives)
+        thresholds = fit_thresholds(
+            strategy, probs[~held_out], truth[~held_out], prior_positives, train_share
+        )
         decided[held_out] = decide(probs[held_out], thresholds)
     return decided
 
@@ -271,8 +318,10 @@ def cross_validated_scores(
     folds: int = CV_FOLDS,
     seed: int = 0,
     prior_positives: float = SHRINK_POSITIVES,
+    train_share: np.ndarray | None = None,
 ) -> dict[str, dict[str, float]]:
-    """Micro- and macro-F1 of each of CANDIDATES' out-of-fold decisions on the whole set.
+    """Micro- and macro-F1 of each of CANDIDATES' out-of-fold decisions on the whole set
+    (PREVALENCE only when `train_share` is given).
 
     Each fold is decided with thresholds fitted on the other folds; the decisions of all
     folds together are then scored once (per-fold scores of a label with a few positives
@@ -282,9 +331,10 @@ def cross_validated_scores(
     fold_of = stratified_folds(truth, folds, seed)
     return {
         strategy: micro_macro_f1(
-            truth, out_of_fold_decisions(probs, truth, strategy, fold_of, prior_positives)
+            truth, out_of_fold_decisions(probs, truth, strategy, fold_of, prior_positives, train_share)
         )
         for strategy in CANDIDATES
+        if strategy != PREVALENCE or train_share is not None
     }
 
 
@@ -332,15 +382,17 @@ def choose_thresholds(
     folds: int = CV_FOLDS,
     seed: int = 0,
     prior_positives: float = SHRINK_POSITIVES,
-    train_positives: np.ndarray | None = None,
+    train_share: np.ndarray | None = None,
 ) -> ThresholdChoice:
     """Thresholds for `probs` by one of THRESHOLD_STRATEGIES, fitted on `probs` and `labels`.
 
     With CROSS_VALIDATED, the candidate with the best mean of micro- and macro-F1 over
     `folds` held-out folds (ties to the one with fewer fitted numbers) is then fitted on
-    the whole set. A set too small to split into folds gets SHRUNK. A label with no
-    `train_positives` keeps DEFAULT_THRESHOLD whatever the strategy: the model never saw
-    it, and a threshold tuned to its noise floor would fire on many rows.
+    the whole set. A set too small to split into folds gets SHRUNK. `train_share` is each
+    label's share of the training rows: PREVALENCE needs it (and CROSS_VALIDATED tries
+    PREVALENCE only with it), and a label whose share is 0 keeps DEFAULT_THRESHOLD whatever
+    the strategy: the model never saw it, and a threshold tuned to its noise floor would
+    fire on many rows.
     """
     if strategy not in THRESHOLD_STRATEGIES:
         raise ValueError(
@@ -357,12 +409,12 @@ def choose_thresholds(
                 "%d validation rows: too few to cross-validate thresholds; using %s", len(truth), SHRUNK
             )
         else:
-            cv_scores = cross_validated_scores(probs, truth, folds, seed, prior_positives)
-            applied = max(CANDIDATES, key=lambda s: cv_criterion(cv_scores[s]))  # first of ties
+            cv_scores = cross_validated_scores(probs, truth, folds, seed, prior_positives, train_share)
+            applied = max(cv_scores, key=lambda s: cv_criterion(cv_scores[s]))  # first of ties
             gain = {avg: cv_scores[applied][avg] - cv_scores[PER_LABEL][avg] for avg in ("micro", "macro")}
-    thresholds = fit_thresholds(applied, probs, truth, prior_positives)
-    if train_positives is not None:
-        thresholds = np.where(np.asarray(train_positives) == 0, DEFAULT_THRESHOLD, thresholds)
+    thresholds = fit_thresholds(applied, probs, truth, prior_positives, train_share)
+    if train_share is not None:
+        thresholds = np.where(np.asarray(train_share) == 0, DEFAULT_THRESHOLD, thresholds)
     return ThresholdChoice(
         requested=strategy,
         applied=applied,
@@ -383,6 +435,7 @@ def choose_blend_weight(
     labels: np.ndarray,
     strategy: str = DEFAULT_THRESHOLD_STRATEGY,
     seed: int = 0,
+    train_share: np.ndarray | None = None,
 ) -> tuple[float, dict[float, float]]:
     """The encoder's share in a blend with another model's probabilities (`tfidf.blend`).
 
@@ -390,10 +443,10 @@ def choose_blend_weight(
     micro- and macro-F1 of held-out decisions whose thresholds the strategy fitted on the
     other folds (per-label tuning's for 'cv'), so the weight is not chosen by thresholds
     fitted on the rows that score it. Ties go to the larger encoder share. Returns the
-    weight and every weight's score.
+    weight and every weight's score. `train_share`: as `choose_thresholds`.
     """
     truth = (np.asarray(labels) >= 0.5).astype(np.int64)
-    decided = blend_decisions(encoder, other, truth, strategy, seed)
+    decided = blend_decisions(encoder, other, truth, strategy, seed, train_share)
     if decided is None:
         decided = [decide(blend(encoder, other, w), DEFAULT_THRESHOLD) for w in BLEND_WEIGHTS]
     scores = {w: cv_criterion(micro_macro_f1(truth, d)) for w, d in zip(BLEND_WEIGHTS, decided, strict=True)}
@@ -401,7 +454,12 @@ def choose_blend_weight(
 
 
 def blend_decisions(
-    encoder: np.ndarray, other: np.ndarray, truth: np.ndarray, strategy: str, seed: int
+    encoder: np.ndarray,
+    other: np.ndarray,
+    truth: np.ndarray,
+    strategy: str,
+    seed: int,
+    train_share: np.ndarray | None = None,
 ) -> list[np.ndarray] | None:
     """Out-of-fold decisions on the validation set of the blend at each of BLEND_WEIGHTS,
     thresholds fitted by the strategy on the other folds (per-label tuning's for 'cv');
@@ -411,7 +469,10 @@ def blend_decisions(
         return None
     candidate = strategy if strategy in CANDIDATES else PER_LABEL
     fold_of = stratified_folds(truth, folds, seed)
-    return [out_of_fold_decisions(blend(encoder, other, w), truth, candidate, fold_of) for w in BLEND_WEIGHTS]
+    return [
+        out_of_fold_decisions(blend(encoder, other, w), truth, candidate, fold_of, train_share=train_share)
+        for w in BLEND_WEIGHTS
+    ]
 
 
 @dataclass(frozen=True)
@@ -451,6 +512,7 @@ def choose_blend_weights(
     labels: np.ndarray,
     strategy: str = DEFAULT_THRESHOLD_STRATEGY,
     seed: int = 0,
+    train_share: np.ndarray | None = None,
 ) -> BlendChoice:
     """One encoder weight per label for a blend with another model (`tfidf.blend` takes the array).
 
@@ -462,7 +524,7 @@ def choose_blend_weights(
     """
     truth = (np.asarray(labels) >= 0.5).astype(np.int64)
     n_labels = truth.shape[1]
-    decided = blend_decisions(encoder, other, truth, strategy, seed)
+    decided = blend_decisions(encoder, other, truth, strategy, seed, train_share)
     if decided is None:
         return BlendChoice(np.ones(n_labels), np.zeros((len(BLEND_WEIGHTS), n_labels)))
     scores = np.array([per_label_f1(truth, d) for d in decided])

@@ -36,6 +36,7 @@ from multilabel.data.csv_files import list_csv_files
 from multilabel.data.dataset import label_matrix, length_report, load_split, stratified_split, tokenize
 from multilabel.data.schema import ColumnSpec, LabelSchema, validate_files
 from multilabel.text import tfidf
+from multilabel.text.decisions import threshold_array
 from multilabel.text.pair_encoding import TruncationError
 from multilabel.text.windows import (
     WindowSettings,
@@ -226,17 +227,21 @@ def blend_with_tfidf(
     seed: int,
     label_names: Sequence[str],
     blend_mode: str = tfidf.GLOBAL_BLEND,
+    train_share: np.ndarray | None = None,
 ) -> float | dict[str, float]:
     """Blend each split's encoder probabilities (in place) with the TF-IDF model's.
 
     'global': the one encoder weight that scores best out of fold on validation
     (`metrics.choose_blend_weight`); 'per_label': each label's own
-    (`metrics.choose_blend_weights`), returned as {label: weight}.
+    (`metrics.choose_blend_weights`), returned as {label: weight}. `train_share`: each
+    label's share of the training rows (the 'prevalence' thresholds need it).
     """
     other = {split: model.probabilities(texts[split]) for split in predicted}
     encoder, labels = predicted["validation"]
     if blend_mode == tfidf.PER_LABEL_BLEND:
-        choice = metrics.choose_blend_weights(encoder, other["validation"], labels, threshold_strategy, seed)
+        choice = metrics.choose_blend_weights(
+            encoder, other["validation"], labels, threshold_strategy, seed, train_share
+        )
         weights = choice.weights
         blended = [n for n, w in zip(label_names, weights, strict=True) if w < 1]
         logger.info(
@@ -249,7 +254,7 @@ def blend_with_tfidf(
         weight: float | dict[str, float] = dict(zip(label_names, weights.tolist(), strict=True))
     else:
         weights, scores = metrics.choose_blend_weight(
-            encoder, other["validation"], labels, threshold_strategy, seed
+            encoder, other["validation"], labels, threshold_strategy, seed, train_share
         )
         logger.info(
             "hybrid: encoder weight %.1f chosen on validation (out-of-fold mean of micro/macro-F1: "
@@ -287,8 +292,11 @@ def evaluate_with_thresholds(
     predicted = {"validation": predict_in_order(trainer, splits.validation)}
     if splits.test is not None:
         predicted["test"] = predict_in_order(trainer, splits.test)
+    train_share = label_matrix(splits.train).mean(axis=0)
     weight = (
-        blend_with_tfidf(predicted, hybrid[1], hybrid[0], threshold_strategy, seed, label_names, blend_mode)
+        blend_with_tfidf(
+            predicted, hybrid[1], hybrid[0], threshold_strategy, seed, label_names, blend_mode, train_share
+        )
         if hybrid
         else None
     )
@@ -296,9 +304,9 @@ def evaluate_with_thresholds(
         *predicted["validation"],
         strategy=threshold_strategy,
         seed=seed,
-        train_positives=label_matrix(splits.train).sum(axis=0),
+        train_share=train_share,
     )
-    thresholds = choice.thresholds
+    thresholds = threshold_array(choice.thresholds)  # one shape to the endpoint: text/decisions.py
     log_threshold_choice(choice, label_names)
     evaluations = {}
     for split, (probs, labels) in predicted.items():
