@@ -571,39 +571,19 @@ def validate_files(
     example in train) are logged. With `validation_split_size` and no validation file,
     the training rows must be enough for the stratified split. The spec's `label_separator`
     splits a names-format cell into several names (`billing|refund`).
+
+    The steps, each raising once it has found every problem it can: the files
+    (`_csv_paths`), the label columns (`_label_columns`), every row's shape
+    (`scan_file`), the label format and names (`_label_names`), then every label cell
+    against them (`_label_cell_problems`).
     """
     spec = spec or ColumnSpec()
-    label_separator = spec.label_separator
     if not files.get("train"):
         raise DataValidationError(["no training file: pass --train_file or set SM_CHANNEL_TRAIN"])
-    problems: list[str] = []
-    paths: dict[str, list[Path]] = {}
-    for split, where in files.items():
-        if where:
-            try:
-                paths[split] = list_csv_files(where)
-            except DataValidationError as err:
-                problems += err.problems
-    if "train" not in paths:
-        raise DataValidationError(problems)
-    problems += _same_file_problems(paths)
-
+    paths, problems = _csv_paths(files)
     first = paths["train"][0]
-    try:
-        train_header = read_header(first, spec.encoding)
-    except DataValidationError:
-        train_header = []  # scan_file reports it
-    label_columns = spec.resolve_label_columns(train_header)
-    if not label_columns and train_header and not _other_delimiter(train_header):
-        problems.append(
-            f"{first}: no label columns: none is named '{LABEL_COLUMN_PREFIX}*' "
-            f"in the header {train_header}; set --label_column_names"
-        )
-    for column in [c for c in spec.text_columns if c in label_columns]:
-        problems.append(
-            f"{first}: column '{column}' is both a text column (--text_column_names) and a label "
-            f"column (named {LABEL_COLUMN_PREFIX}*); list the label columns with --label_column_names"
-        )
+    label_columns, column_problems = _label_columns(first, spec)
+    problems += column_problems
     if problems and set(spec.text_columns) & set(label_columns):
         raise DataValidationError(problems)
     problems += _label_column_problems(paths, spec, first, label_columns)
@@ -611,80 +591,25 @@ def validate_files(
         split: [scan_file(p, spec, label_columns) for p in split_paths]
         for split, split_paths in paths.items()
     }
-    for split_reports in reports.values():
-        for report in split_reports:
-            problems += report.problems
-    train_rows = sum(r.rows for r in reports["train"])
+    problems += [
+        problem for split_reports in reports.values() for r in split_reports for problem in r.problems
+    ]
     # Too few rows does not stop the cell checks below: every problem is reported at once.
-    split_problems = []
-    if validation_split_size is not None and not files.get("validation") and train_rows:
-        needed = rows_needed_for_split(validation_split_size)
-        if train_rows < needed:
-            split_problems.append(
-                f"{files['train']}: {train_rows} training row(s) are too few to hold out "
-                f"--validation_split_size {validation_split_size} for validation: the stratified "
-                f"split needs at least {needed} rows; add rows or pass --validation_file"
-            )
+    train_rows = sum(r.rows for r in reports["train"])
+    split_problems = _split_size_problems(files, train_rows, validation_split_size)
     if problems:
         raise DataValidationError(problems + split_problems)
-
     train_values = set().union(*(r.label_values for r in reports["train"]))
-    if label_separator is not None and label_format == INDICATOR_FORMAT:
-        raise DataValidationError(
-            [
-                f"--label_separator {label_separator!r} splits cells of label names, but --label_format "
-                "is indicator (0/1 cells); leave one of the two out"
-            ]
-        )
-    fmt = detect_label_format(train_values, label_format, label_separator)
-    if label_format == NAMES_FORMAT and train_values and {v.lower() for v in train_values} <= _TRUE | _FALSE:
-        raise DataValidationError(
-            [
-                f"{files['train']}: --label_format names, but every label cell is 0/1 or true/false "
-                f"(found {sorted(train_values)}): they look like indicators; use --label_format "
-                "indicator (or auto)"
-            ]
-        )
-    if fmt == INDICATOR_FORMAT:
-        names = _display_names(first, label_columns, dict(spec.display_names))
-    else:
-        if spec.display_names:
-            raise DataValidationError(
-                [
-                    f"{first}: --label_display_names renames indicator (0/1) label columns, but the "
-                    "label columns hold label names already; leave the flag out, or rename the values"
-                ]
-            )
-        problems += _joined_label_problems(first, train_values, label_format, label_separator)
-        if problems:
-            raise DataValidationError(problems)
-        names = tuple(sorted({n for v in train_values for n in cell_labels(v, label_separator) or ()}))
-        if not names and all(cell_labels(v, label_separator) is not None for v in train_values):
-            raise DataValidationError([f"{first}: the label columns {list(label_columns)} are all empty"])
-        problems += _variant_problems(
-            files["train"], paths["train"], spec, label_columns, names, label_separator
-        )
-        if problems:
-            raise DataValidationError(problems)
+    fmt, names = _label_names(files["train"], paths["train"], spec, label_columns, train_values, label_format)
     schema = LabelSchema(
         label_format=fmt,
         label_columns=tuple(label_columns),
         label_names=names,
-        separator=label_separator if fmt == NAMES_FORMAT else None,
+        separator=spec.label_separator if fmt == NAMES_FORMAT else None,
     )
-
-    train_positives = dict.fromkeys(names, 0)
-    for split, split_paths in paths.items():
-        known = None if split == "train" else set(names)
-        for p in split_paths:
-            file_problems, positives = check_label_cells(p, spec, schema, known)
-            problems += file_problems
-            if split == "train":
-                for name, count in positives.items():
-                    train_positives[name] += count
-    problems += split_problems
-    if problems:
-        raise DataValidationError(problems)
+    cell_problems, train_positives = _label_cell_problems(paths, spec, schema)
+    if cell_problems or split_problems:
+        raise DataValidationError(cell_problems + split_problems)
     for name, count in train_positives.items():
         if count == 0:
             logger.warning(
@@ -699,3 +624,122 @@ def validate_files(
         fmt,
     )
     return schema
+
+
+def _csv_paths(files: dict[str, str | os.PathLike | None]) -> tuple[dict[str, list[Path]], list[str]]:
+    """Each given split's CSV files, and the problems with them (raised at once when the
+    training files cannot be listed)."""
+    problems: list[str] = []
+    paths: dict[str, list[Path]] = {}
+    for split, where in files.items():
+        if where:
+            try:
+                paths[split] = list_csv_files(where)
+            except DataValidationError as err:
+                problems += err.problems
+    if "train" not in paths:
+        raise DataValidationError(problems)
+    return paths, problems + _same_file_problems(paths)
+
+
+def _label_columns(first: Path, spec: ColumnSpec) -> tuple[list[str], list[str]]:
+    """The label columns of the first training file's header, and what is wrong with them."""
+    try:
+        header = read_header(first, spec.encoding)
+    except DataValidationError:
+        header = []  # scan_file reports it
+    label_columns = spec.resolve_label_columns(header)
+    problems = []
+    if not label_columns and header and not _other_delimiter(header):
+        problems.append(
+            f"{first}: no label columns: none is named '{LABEL_COLUMN_PREFIX}*' "
+            f"in the header {header}; set --label_column_names"
+        )
+    for column in [c for c in spec.text_columns if c in label_columns]:
+        problems.append(
+            f"{first}: column '{column}' is both a text column (--text_column_names) and a label "
+            f"column (named {LABEL_COLUMN_PREFIX}*); list the label columns with --label_column_names"
+        )
+    return label_columns, problems
+
+
+def _split_size_problems(
+    files: dict[str, str | os.PathLike | None], train_rows: int, validation_split_size: float | None
+) -> list[str]:
+    """Without a validation file: whether the training rows are enough to hold one out."""
+    if validation_split_size is None or files.get("validation") or not train_rows:
+        return []
+    needed = rows_needed_for_split(validation_split_size)
+    if train_rows >= needed:
+        return []
+    return [
+        f"{files['train']}: {train_rows} training row(s) are too few to hold out "
+        f"--validation_split_size {validation_split_size} for validation: the stratified "
+        f"split needs at least {needed} rows; add rows or pass --validation_file"
+    ]
+
+
+def _label_names(
+    train: str | os.PathLike,
+    train_paths: list[Path],
+    spec: ColumnSpec,
+    label_columns: list[str],
+    train_values: set[str],
+    label_format: str,
+) -> tuple[str, tuple[str, ...]]:
+    """The label format (`detect_label_format`) and the label names, from the training
+    file's label cells; raises on a format that the cells contradict."""
+    first, separator = train_paths[0], spec.label_separator
+    if separator is not None and label_format == INDICATOR_FORMAT:
+        raise DataValidationError(
+            [
+                f"--label_separator {separator!r} splits cells of label names, but --label_format "
+                "is indicator (0/1 cells); leave one of the two out"
+            ]
+        )
+    fmt = detect_label_format(train_values, label_format, separator)
+    if label_format == NAMES_FORMAT and train_values and {v.lower() for v in train_values} <= _TRUE | _FALSE:
+        raise DataValidationError(
+            [
+                f"{train}: --label_format names, but every label cell is 0/1 or true/false "
+                f"(found {sorted(train_values)}): they look like indicators; use --label_format "
+                "indicator (or auto)"
+            ]
+        )
+    if fmt == INDICATOR_FORMAT:
+        return fmt, _display_names(first, label_columns, dict(spec.display_names))
+    if spec.display_names:
+        raise DataValidationError(
+            [
+                f"{first}: --label_display_names renames indicator (0/1) label columns, but the "
+                "label columns hold label names already; leave the flag out, or rename the values"
+            ]
+        )
+    problems = _joined_label_problems(first, train_values, label_format, separator)
+    if problems:
+        raise DataValidationError(problems)
+    names = tuple(sorted({n for v in train_values for n in cell_labels(v, separator) or ()}))
+    if not names and all(cell_labels(v, separator) is not None for v in train_values):
+        raise DataValidationError([f"{first}: the label columns {list(label_columns)} are all empty"])
+    problems = _variant_problems(train, train_paths, spec, label_columns, names, separator)
+    if problems:
+        raise DataValidationError(problems)
+    return fmt, names
+
+
+def _label_cell_problems(
+    paths: dict[str, list[Path]], spec: ColumnSpec, schema: LabelSchema
+) -> tuple[list[str], dict[str, int]]:
+    """Every label cell of every file checked against the schema (a validation or test file
+    may not bring a label that train lacks); and each label's positives in train."""
+    problems: list[str] = []
+    train_positives = dict.fromkeys(schema.label_names, 0)
+    for split, split_paths in paths.items():
+        known = None if split == "train" else set(schema.label_names)
+        for p in split_paths:
+            file_problems, positives = check_label_cells(p, spec, schema, known)
+            problems += file_problems
+            if split == "train":
+                for name, count in positives.items():
+                    train_positives[name] += count
+    return problems, train_positives
