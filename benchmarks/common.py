@@ -78,7 +78,7 @@ def machine() -> str:
 
 
 def print_table(rows: Sequence[dict], columns: Sequence[str]) -> None:
-    widths = [max(len(c), *(len(_fmt(r.get(c))) for r in rows)) for c in columns]
+    widths = [max([len(c), *(len(_fmt(r.get(c))) for r in rows)]) for c in columns]
     print("  ".join(c.rjust(w) for c, w in zip(columns, widths, strict=False)))
     for r in rows:
         print("  ".join(_fmt(r.get(c)).rjust(w) for c, w in zip(columns, widths, strict=False)))

@@ -187,15 +187,26 @@ def planned_runs(
     return [(variant, fold, seed) for variant in variants for fold, seed in pairs if fold in wanted]
 
 
+def run_record(model: str, folder: Path, flags: list[str]) -> dict:
+    """What a finished run records (RUN_RECORD): the model, the data and train.py's flags."""
+    return {"model": model, "data": str(folder), "flags": flags}
+
+
+def finished(run: Path, record: dict) -> bool:
+    """Whether `run` finished with exactly this model, data and flags."""
+    done = run / RUN_RECORD
+    return done.exists() and json.loads(done.read_text()) == record
+
+
 def train_once(model: str, folder: Path, run: Path, flags: list[str]) -> None:
     """train.py on `folder` into `run`, unless a finished run from the same model, data and flags is there.
 
     An unfinished run is handed to train.py as it is, which resumes it from its last
     checkpoint when the settings match; the record is written only once the run finished.
     """
-    record = {"model": model, "data": str(folder), "flags": flags}
+    record = run_record(model, folder, flags)
     done = run / RUN_RECORD
-    if done.exists() and json.loads(done.read_text()) == record:
+    if finished(run, record):
         print(f"reused: {run} (finished earlier with the same model, data and flags)", flush=True)
         return
     done.unlink(missing_ok=True)

@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 from common import machine, pretrained_encoder, print_table, write_json
 from debtags import label_sets, write_label_set
-from generalisation import RUN_RECORD, spread, train_once
+from generalisation import RUN_RECORD, finished, run_record, spread, train_once
 
 from multilabel.core.threshold_strategies import THRESHOLD_STRATEGIES
 from multilabel.text import tfidf
@@ -184,6 +184,19 @@ def worst_sets(rows: list[dict]) -> list[dict]:
     return out
 
 
+def finished_as_asked(work: Path, name: str, seed: int, record: dict) -> bool:
+    """For --finished-only: whether the run finished with these flags; a run that finished
+    with others is named and left out (never retrained)."""
+    run = work / "runs" / f"{name}-seed{seed}"
+    if finished(run, record):
+        return True
+    if (run / RUN_RECORD).exists():
+        print(
+            f"left out: {run} finished with other settings ({(run / RUN_RECORD).read_text()!r})", flush=True
+        )
+    return False
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sets", nargs="+", help="the label sets (default: every one but `many`)")
@@ -216,20 +229,27 @@ def main() -> int:
             other = {s: other_model.probabilities(texts[s]) for s in ("validation", "test")}
             inputs[name] = (folder, columns, labels, other)
         plan = [(name, seed) for name in names for seed in args.seeds]
+        model = args.model or str(pretrained_encoder())
+
+        def flags(seed: int) -> list[str]:
+            return [f"--seed={seed}", *args.train_arg]
+
         if args.finished_only:  # the runs finished earlier (in this or another session), nothing trained
             plan = [
-                (n, seed) for n, seed in plan if (work / "runs" / f"{n}-seed{seed}" / RUN_RECORD).exists()
+                (n, s)
+                for n, s in plan
+                if finished_as_asked(work, n, s, run_record(model, inputs[n][0], flags(s)))
             ]
         for name, seed in plan:
             _, _, labels, other = inputs[name]
             for strategy in THRESHOLD_STRATEGIES:
                 f1 = test_f1(other, labels, strategy, seed)
                 results.append({"set": name, "method": TFIDF, "strategy": strategy, "seed": seed, "f1": f1})
-        model = args.model or str(pretrained_encoder())
 
         def one_run(name: str, seed: int) -> tuple[str, int, Path]:
             run = work / "runs" / f"{name}-seed{seed}"
-            train_once(model, inputs[name][0], run, [f"--seed={seed}", *args.train_arg])
+            if not args.finished_only:
+                train_once(model, inputs[name][0], run, flags(seed))
             return name, seed, run
 
         with ThreadPoolExecutor(max_workers=args.parallel) as pool:

@@ -80,6 +80,14 @@ def test_label_sets_benchmark_scores_four_methods_and_reuses_a_finished_run(tmp_
     again = run_benchmark("label_sets.py", *args)
     assert "reused: " in again.stdout
     assert json.loads(out.read_text())["summary"] == summary, "the same run scores the same"
+    # --finished-only trains nothing: a run finished with other flags is named and left out.
+    record = (keep / "runs" / "interface-seed0" / "benchmark_run.json").read_text()
+    other = run_benchmark("label_sets.py", *args, "--finished-only", "--train-arg=--num_train_epochs=2")
+    assert "left out: " in other.stdout and "reused: " not in other.stdout
+    assert json.loads(out.read_text())["summary"] == []
+    assert (keep / "runs" / "interface-seed0" / "benchmark_run.json").read_text() == record, "untouched"
+    table = run_benchmark("label_sets.py", *args, "--finished-only")
+    assert "reused: " not in table.stdout and json.loads(out.read_text())["summary"] == summary
 
 
 @pytest.mark.slow
