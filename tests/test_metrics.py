@@ -208,8 +208,10 @@ def test_prevalence_thresholds_lean_on_the_training_share_where_validation_has_f
     f1_own = micro_macro_f1(fresh_labels[:, 1:], decide(fresh_probs[:, 1:], own[1:]))
     f1_anchored = micro_macro_f1(fresh_labels[:, 1:], decide(fresh_probs[:, 1:], anchored[1:]))
     assert f1_own["macro"] == 0 and f1_anchored["macro"] > 0
-    with pytest.raises(ValueError, match="'prevalence' needs each label's share of the training rows"):
-        choose_thresholds(probs, labels, metrics.PREVALENCE)
+    # Without the training shares, the share among the rows it is fitted on.
+    labels[:2, 1] = 1
+    own_share = metrics.prevalence_thresholds(probs, labels, labels.mean(axis=0))
+    np.testing.assert_array_equal(choose_thresholds(probs, labels, metrics.PREVALENCE).thresholds, own_share)
 
 
 def test_a_label_without_positives_gets_the_global_threshold_when_shrunk() -> None:
@@ -263,7 +265,7 @@ def test_cross_validation_keeps_half_when_nothing_tuned_does_better() -> None:
     assert choice.expected_gain == {"micro": 0.0, "macro": 0.0}
 
 
-def test_cross_validation_picks_per_label_when_labels_need_their_own_thresholds() -> None:
+def test_cross_validation_picks_a_per_label_strategy_when_labels_need_their_own_thresholds() -> None:
     """Label 0 is scored on 0-0.25 (positives above 0.15), label 1 on 0.75-1 (positives above
     0.9): no one threshold, nor one pulled toward it, serves both."""
     rng = np.random.default_rng(0)
@@ -273,10 +275,15 @@ def test_cross_validation_picks_per_label_when_labels_need_their_own_thresholds(
     high = np.where(labels[:, 1] == 1, rng.uniform(0.91, 1.0, n), rng.uniform(0.75, 0.89, n))
     probs = np.column_stack([low, high])
     choice = choose_thresholds(probs, labels, metrics.CROSS_VALIDATED)
-    assert choice.applied == metrics.PER_LABEL
-    assert choice.cv_scores[metrics.PER_LABEL] == {"micro": 1.0, "macro": 1.0}
+    # Both per-label strategies separate them perfectly; the tie goes to the earlier candidate.
+    assert choice.applied == metrics.PREVALENCE
+    assert (
+        choice.cv_scores[metrics.PER_LABEL]
+        == choice.cv_scores[metrics.PREVALENCE]
+        == {"micro": 1.0, "macro": 1.0}
+    )
     assert choice.cv_scores[metrics.FIXED]["macro"] < 0.6
-    np.testing.assert_allclose(choice.thresholds, tune_thresholds(probs, labels))
+    assert choice.cv_scores[metrics.SHRUNK]["macro"] < 1.0 and choice.cv_scores[metrics.GLOBAL]["macro"] < 1.0
     assert 0.14 < choice.thresholds[0] < 0.16 and 0.89 < choice.thresholds[1] < 0.91
 
 
@@ -337,8 +344,7 @@ def test_the_choice_is_saved_in_classifier_config_and_old_configs_still_load(tmp
     assert record["requested"] == "cv" and record["applied"] == choice.applied
     assert record["validation_positives"] == {"perl": 200, "c": 2}
     assert set(record["cv_f1"]) == set(metrics.CANDIDATES)
-    without_shares = choose_thresholds(probs, labels, metrics.CROSS_VALIDATED).record(names)
-    assert set(without_shares["cv_f1"]) == set(metrics.CANDIDATES) - {metrics.PREVALENCE}
+
     thresholds = dict(zip(names, choice.thresholds.tolist(), strict=True))
     ClassifierConfig(("text",), thresholds, 64, threshold_selection=record).save(tmp_path)
     loaded = ClassifierConfig.load(tmp_path)

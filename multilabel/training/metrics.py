@@ -255,8 +255,8 @@ def fit_thresholds(
 ) -> np.ndarray:
     """Label-ordered thresholds of one of CANDIDATES, fitted on `probs` and `labels`.
 
-    `prior_positives` is SHRUNK's prior; PREVALENCE needs `train_share`, each label's
-    share of the training rows.
+    `prior_positives` is SHRUNK's prior; PREVALENCE anchors each label at `train_share`,
+    its share of the training rows (without it, its share of the rows fitted on).
     """
     n_labels = np.asarray(labels).shape[1]
     if strategy == PER_LABEL:
@@ -268,11 +268,8 @@ def fit_thresholds(
     if strategy == SHRUNK:
         return shrunk_thresholds(probs, labels, prior_positives)
     if strategy == PREVALENCE:
-        if train_share is None:
-            raise ValueError(
-                f"threshold strategy {PREVALENCE!r} needs each label's share of the training rows"
-            )
-        return prevalence_thresholds(probs, labels, train_share)
+        share = (np.asarray(labels) >= 0.5).mean(axis=0) if train_share is None else train_share
+        return prevalence_thresholds(probs, labels, share)
     raise ValueError(f"unknown threshold strategy {strategy!r}; expected one of {list(CANDIDATES)}")
 
 
@@ -320,8 +317,7 @@ def cross_validated_scores(
     prior_positives: float = SHRINK_POSITIVES,
     train_share: np.ndarray | None = None,
 ) -> dict[str, dict[str, float]]:
-    """Micro- and macro-F1 of each of CANDIDATES' out-of-fold decisions on the whole set
-    (PREVALENCE only when `train_share` is given).
+    """Micro- and macro-F1 of each of CANDIDATES' out-of-fold decisions on the whole set.
 
     Each fold is decided with thresholds fitted on the other folds; the decisions of all
     folds together are then scored once (per-fold scores of a label with a few positives
@@ -334,7 +330,6 @@ def cross_validated_scores(
             truth, out_of_fold_decisions(probs, truth, strategy, fold_of, prior_positives, train_share)
         )
         for strategy in CANDIDATES
-        if strategy != PREVALENCE or train_share is not None
     }
 
 
@@ -389,10 +384,9 @@ def choose_thresholds(
     With CROSS_VALIDATED, the candidate with the best mean of micro- and macro-F1 over
     `folds` held-out folds (ties to the one with fewer fitted numbers) is then fitted on
     the whole set. A set too small to split into folds gets SHRUNK. `train_share` is each
-    label's share of the training rows: PREVALENCE needs it (and CROSS_VALIDATED tries
-    PREVALENCE only with it), and a label whose share is 0 keeps DEFAULT_THRESHOLD whatever
-    the strategy: the model never saw it, and a threshold tuned to its noise floor would
-    fire on many rows.
+    label's share of the training rows: PREVALENCE's anchor (`prevalence_thresholds`), and
+    a label whose share is 0 keeps DEFAULT_THRESHOLD whatever the strategy: the model never
+    saw it, and a threshold tuned to its noise floor would fire on many rows.
     """
     if strategy not in THRESHOLD_STRATEGIES:
         raise ValueError(
