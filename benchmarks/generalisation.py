@@ -116,7 +116,12 @@ def run_scores(
         for strategy in THRESHOLD_STRATEGIES
     }
     weight, _ = metrics.choose_blend_weight(
-        encoder["validation"], other["validation"], labels["validation"], DEFAULT_THRESHOLD_STRATEGY, seed
+        encoder["validation"],
+        other["validation"],
+        labels["validation"],
+        DEFAULT_THRESHOLD_STRATEGY,
+        seed,
+        labels["train"].mean(axis=0),
     )
     blended = {split: tfidf.blend(encoder[split], other[split], weight) for split in encoder}
     scores[f"hybrid, {DEFAULT_THRESHOLD_STRATEGY}"] = test_f1(

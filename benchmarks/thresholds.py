@@ -76,6 +76,8 @@ def strategies(prior_positives: list[float]) -> dict[str, dict]:
     for k in prior_positives:
         suffix = "" if k == metrics.SHRINK_POSITIVES else f" (k={k:g})"
         out[metrics.SHRUNK + suffix] = {"strategy": metrics.SHRUNK, "prior_positives": k}
+    # Anchored at each label's share of the tuning rows (no training file here).
+    out[metrics.PREVALENCE] = {"strategy": metrics.PREVALENCE}
     out[metrics.CROSS_VALIDATED] = {"strategy": metrics.CROSS_VALIDATED}
     return out
 

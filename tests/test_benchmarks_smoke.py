@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from multilabel.core.threshold_strategies import DEFAULT_THRESHOLD_STRATEGY
 from tests.helpers import ROOT, clean_env
 
 pytestmark = pytest.mark.slow  # each starts a benchmark process
@@ -78,8 +79,9 @@ def test_generalisation_pairs_folds_with_seeds_and_reuses_finished_runs(tmp_path
     assert encoder_runs == {(0, 3), (1, 4)}
     # Every (fold, seed) run also scores each threshold strategy, the hybrid and TF-IDF.
     methods = {r["method"]: r for r in payload["summary"]}
-    assert {"TF-IDF", "encoder, per_label", "encoder, cv", "hybrid, per_label"} <= methods.keys()
-    assert methods["encoder, per_label"]["runs"] == 2 and " ± " in methods["hybrid, per_label"]["micro_f1"]
+    hybrid = f"hybrid, {DEFAULT_THRESHOLD_STRATEGY}"  # the hybrid under train.py's default thresholds
+    assert {"TF-IDF", "encoder, per_label", "encoder, prevalence", "encoder, cv", hybrid} <= methods.keys()
+    assert methods["encoder, per_label"]["runs"] == 2 and " ± " in methods[hybrid]["micro_f1"]
     # A second call trains nothing: both runs finished with the same model, data and flags.
     second = run_benchmark("generalisation.py", *args, "--keep", str(keep), "--json", str(out))
     assert second.stdout.count("reused: ") == 2
@@ -185,7 +187,7 @@ def test_thresholds_smoke(tmp_path: Path) -> None:
     )
     (model,) = json.loads(out.read_text())["models"]
     rows = {r["strategy"]: r for r in model["rows"]}
-    assert set(rows) == {"per_label", "global", "fixed", "shrunk", "cv"}
+    assert set(rows) == {"per_label", "global", "fixed", "shrunk", "prevalence", "cv"}
     assert rows["per_label"]["micro_gain_mean"] == 0 and rows["per_label"]["macro_gain_mean"] == 0
     assert all(0 < r["micro_f1_mean"] <= 1 and 0 < r["macro_f1_mean"] <= 1 for r in rows.values())
     assert sum(model["cv_chose"].values()) == 5
