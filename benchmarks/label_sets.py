@@ -122,8 +122,8 @@ def run_scores(
     """Test F1 of the encoder alone and of both hybrids under each threshold strategy, from one
     run's probabilities (each blend chosen with the strategy that then sets its thresholds)."""
     scores = {}
+    share = labels["train"].mean(axis=0)
     for strategy in THRESHOLD_STRATEGIES:
-        share = labels["train"].mean(axis=0)
         validation = (encoder["validation"], other["validation"], labels["validation"], strategy, seed, share)
         weight, _ = metrics.choose_blend_weight(*validation)
         weights = metrics.choose_blend_weights(*validation).weights

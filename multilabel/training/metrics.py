@@ -412,7 +412,7 @@ def choose_thresholds(
     return ThresholdChoice(
         requested=strategy,
         applied=applied,
-        thresholds=thresholds,
+        thresholds=decisions.threshold_array(thresholds),  # the one shape, to the endpoint
         positives=truth.sum(axis=0),
         global_threshold=global_threshold(probs, truth),
         cv_scores=cv_scores,

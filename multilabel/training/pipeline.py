@@ -36,7 +36,6 @@ from multilabel.data.csv_files import list_csv_files
 from multilabel.data.dataset import label_matrix, length_report, load_split, stratified_split, tokenize
 from multilabel.data.schema import ColumnSpec, LabelSchema, validate_files
 from multilabel.text import tfidf
-from multilabel.text.decisions import threshold_array
 from multilabel.text.pair_encoding import TruncationError
 from multilabel.text.windows import (
     WindowSettings,
@@ -306,7 +305,7 @@ def evaluate_with_thresholds(
         seed=seed,
         train_share=train_share,
     )
-    thresholds = threshold_array(choice.thresholds)  # one shape to the endpoint: text/decisions.py
+    thresholds = choice.thresholds
     log_threshold_choice(choice, label_names)
     evaluations = {}
     for split, (probs, labels) in predicted.items():
