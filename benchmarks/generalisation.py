@@ -115,14 +115,7 @@ def run_scores(
         f"encoder, {strategy}": test_f1(encoder["validation"], encoder["test"], labels, strategy, seed)
         for strategy in THRESHOLD_STRATEGIES
     }
-    weight, _ = metrics.choose_blend_weight(
-        encoder["validation"],
-        other["validation"],
-        labels["validation"],
-        DEFAULT_THRESHOLD_STRATEGY,
-        seed,
-        labels["train"].mean(axis=0),
-    )
+    weight, _ = metrics.choose_blend_weight(encoder["validation"], other["validation"], labels["validation"])
     blended = {split: tfidf.blend(encoder[split], other[split], weight) for split in encoder}
     scores[f"hybrid, {DEFAULT_THRESHOLD_STRATEGY}"] = test_f1(
         blended["validation"], blended["test"], labels, DEFAULT_THRESHOLD_STRATEGY, seed

@@ -62,10 +62,7 @@ def main() -> int:
     for run in args.runs:
         encoder = {name: probabilities(run, name) for name in ("validation", "test")}
         weight, _ = metrics.choose_blend_weight(
-            encoder["validation"],
-            other["validation"],
-            labels["validation"],
-            train_share=labels["train"].mean(axis=0),
+            encoder["validation"], other["validation"], labels["validation"]
         )
         blended = {name: tfidf.blend(encoder[name], other[name], weight) for name in encoder}
         rows.append({"run": f"{run.name}: encoder", **scored(encoder["validation"], encoder["test"], labels)})

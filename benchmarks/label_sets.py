@@ -7,8 +7,8 @@ script scores, with train.py's own functions and no retraining:
 
 - `encoder`: the encoder's probabilities alone;
 - `hybrid`: the blend with TF-IDF as `--hybrid tfidf` chooses it (one encoder weight);
-- `hybrid, per label`: one weight per label, each chosen by its own out-of-fold F1
-  (`--hybrid_blend per_label`), the encoder alone where blending does not help;
+- `hybrid, per label`: one weight per label, each label's own pulled toward the shared one
+  by its validation positives (`--hybrid_blend per_label`);
 - `TF-IDF`: TF-IDF + logistic regression fitted on the training rows;
 
 each with the thresholds of every `--threshold_strategy`, fitted on validation. Reported
@@ -120,18 +120,18 @@ def run_scores(
     encoder: dict[str, np.ndarray], other: dict[str, np.ndarray], labels: dict[str, np.ndarray], seed: int
 ) -> dict[tuple[str, str], dict[str, float]]:
     """Test F1 of the encoder alone and of both hybrids under each threshold strategy, from one
-    run's probabilities (each blend chosen with the strategy that then sets its thresholds)."""
-    scores = {}
-    share = labels["train"].mean(axis=0)
-    for strategy in THRESHOLD_STRATEGIES:
-        validation = (encoder["validation"], other["validation"], labels["validation"], strategy, seed, share)
-        weight, _ = metrics.choose_blend_weight(*validation)
-        weights = metrics.choose_blend_weights(*validation).weights
-        scores[ENCODER, strategy] = test_f1(encoder, labels, strategy, seed)
-        for method, w in ((HYBRID, weight), (PER_LABEL_HYBRID, weights)):
-            blended = {s: tfidf.blend(encoder[s], other[s], w) for s in encoder}
-            scores[method, strategy] = test_f1(blended, labels, strategy, seed)
-    return scores
+    run's probabilities (the blends are chosen once, by ranking, whatever the thresholds)."""
+    validation = (encoder["validation"], other["validation"], labels["validation"])
+    weight, _ = metrics.choose_blend_weight(*validation)
+    weights = metrics.choose_blend_weights(*validation).weights
+    probabilities = {ENCODER: encoder}
+    for method, w in ((HYBRID, weight), (PER_LABEL_HYBRID, weights)):
+        probabilities[method] = {s: tfidf.blend(encoder[s], other[s], w) for s in encoder}
+    return {
+        (method, strategy): test_f1(probs, labels, strategy, seed)
+        for method, probs in probabilities.items()
+        for strategy in THRESHOLD_STRATEGIES
+    }
 
 
 def summarise(results: list[dict]) -> list[dict]:

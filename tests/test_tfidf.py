@@ -92,27 +92,57 @@ def test_the_blend_weight_follows_the_better_model() -> None:
     np.testing.assert_allclose(tfidf.blend(np.ones((1, 2)), np.zeros((1, 2)), [0.3, 1.0]), [[0.3, 1.0]])
 
 
-def test_per_label_blend_weights_follow_each_labels_better_model_and_refuse_a_blend_that_does_not_help() -> (
-    None
-):
-    rng = np.random.default_rng(0)
-    labels = (rng.random((300, 3)) < 0.3).astype(int)
-    informative = np.clip(labels * 0.6 + rng.random((300, 3)) * 0.4, 0, 1)
-    noise = rng.random((300, 3))
-    # Label 0: the encoder knows it; label 1: only the other model does; label 2: both equal.
+def encoder_and_other_that_each_know_a_label(rows: int, positive_share: float, seed: int = 0):
+    """Labels 0/1/2 and two models' probabilities: label 0 known to the encoder only, label 1
+    to the other only, label 2 to both."""
+    rng = np.random.default_rng(seed)
+    labels = (rng.random((rows, 3)) < positive_share).astype(int)
+    informative = np.clip(labels * 0.6 + rng.random((rows, 3)) * 0.4, 0, 1)
+    noise = rng.random((rows, 3))
     encoder = np.column_stack([informative[:, 0], noise[:, 1], informative[:, 2]])
     other = np.column_stack([noise[:, 0], informative[:, 1], informative[:, 2]])
+    return encoder, other, labels
+
+
+def test_per_label_blend_weights_follow_each_labels_better_model_when_it_has_many_positives() -> None:
+    encoder, other, labels = encoder_and_other_that_each_know_a_label(3000, 0.3)
     choice = metrics.choose_blend_weights(encoder, other, labels)
-    assert choice.weights[0] == 1.0 and choice.weights[1] <= 0.2
-    assert choice.weights[2] == 1.0, "a blend that scores no higher keeps the encoder alone"
-    record = choice.record(["a", "b", "c"])
-    assert record["b"]["oof_f1"] > record["b"]["encoder_alone_oof_f1"]
-    assert record["a"]["oof_f1"] == record["a"]["encoder_alone_oof_f1"]
-    # Each label is scored alone: its weight does not depend on the other labels.
+    # Each model separates its label perfectly, so a little of the other one costs nothing
+    # there, and ties go to the larger encoder share.
+    assert choice.own[0] == 1.0 and choice.own[1] <= 0.1
+    assert choice.weights[0] > 0.99 and choice.weights[1] < 0.11, "900 positives: the label's own weight"
+    alone_row, own_rows = (
+        metrics.BLEND_WEIGHTS.index(1.0),
+        [metrics.BLEND_WEIGHTS.index(w) for w in choice.own],
+    )
+    assert choice.scores[own_rows[1], 1] > choice.scores[alone_row, 1] + 0.3, "average precision"
+    assert choice.scores[own_rows[0], 0] == choice.scores[alone_row, 0]
+    assert choice.positives[0] == labels[:, 0].sum()
+    # Each label is scored alone: its own weight does not depend on the other labels.
     alone = metrics.choose_blend_weights(encoder[:, 1:2], other[:, 1:2], labels[:, 1:2])
-    assert alone.scores.shape == (len(metrics.BLEND_WEIGHTS), 1)
-    # Too few rows for folds: the encoder alone.
-    assert metrics.choose_blend_weights(encoder[:1], other[:1], labels[:1]).weights.tolist() == [1.0] * 3
+    assert alone.own.tolist() == choice.own[1:2].tolist() and alone.scores.shape == (
+        len(metrics.BLEND_WEIGHTS),
+        1,
+    )
+
+
+def test_a_label_with_few_positives_stays_near_the_shared_weight() -> None:
+    encoder, other, labels = encoder_and_other_that_each_know_a_label(300, 0.3)
+    labels[10:, 1] = 0  # label 1 keeps only its positives among the first ten rows
+    positives = int(labels[:, 1].sum())
+    assert 1 <= positives <= 10
+    choice = metrics.choose_blend_weights(encoder, other, labels)
+    kept = positives / (positives + metrics.BLEND_POSITIVES)
+    assert choice.weights[1] == pytest.approx(kept * choice.own[1] + (1 - kept) * choice.shared, abs=1e-4)
+    assert abs(choice.weights[1] - choice.shared) <= kept + 1e-4
+    # Without the prior every label takes its own weight; a label without positives the shared one.
+    np.testing.assert_array_equal(metrics.choose_blend_weights(encoder, other, labels, 0).weights, choice.own)
+    labels[:, 2] = 0
+    choice = metrics.choose_blend_weights(encoder, other, labels)
+    assert choice.own[2] == choice.weights[2] == choice.shared
+    assert np.isnan(choice.scores[:, 2]).all()
+    # No positives at all: the encoder alone.
+    assert metrics.choose_blend_weights(encoder, other, np.zeros_like(labels)).weights.tolist() == [1.0] * 3
 
 
 @pytest.mark.parametrize(

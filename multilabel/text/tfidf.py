@@ -9,8 +9,8 @@ on real rows). `analyse` turns a text into terms for both: training hands it to
 scikit-learn as the analyser, so training and serving read text through one function.
 
 A record's text is its text columns joined by a newline; its hybrid probability is
-`weight * encoder + (1 - weight) * tfidf`, with the weight chosen on validation and saved
-in `classifier_config.json` (`hybrid_weight`).
+`weight * encoder + (1 - weight) * tfidf`, with the weight chosen on validation by average
+precision (`metrics.choose_blend_weight`) and saved in `classifier_config.json` (`hybrid_weight`).
 
 Standard library and numpy only at import time: this module travels in the endpoint's `code/`.
 """
@@ -30,8 +30,8 @@ import numpy as np
 from multilabel.core.artifact import TFIDF_FILE, ClassifierConfig
 
 HYBRIDS = ("none", "tfidf")
-# How the hybrid's encoder weight is chosen (train.py --hybrid_blend): one for every label,
-# or one per label by that label's out-of-fold F1 (the encoder alone where blending does not help).
+# How the hybrid's encoder weight is chosen (train.py --hybrid_blend): one for every label, or
+# one per label, pulled toward the shared one by the label's validation positives.
 GLOBAL_BLEND, PER_LABEL_BLEND = "global", "per_label"
 HYBRID_BLENDS = (GLOBAL_BLEND, PER_LABEL_BLEND)
 MIN_DF = 2  # a term must appear in this many training records

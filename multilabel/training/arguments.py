@@ -83,7 +83,7 @@ class ModelArguments:
     hybrid_blend: str = field(
         default=GLOBAL_BLEND,
         metadata={
-            "help": "--hybrid's encoder weight: one for all labels, or each label's own.",
+            "help": "--hybrid's encoder weight: one for all, or per label (shrunk toward it).",
             "choices": list(HYBRID_BLENDS),
         },
     )

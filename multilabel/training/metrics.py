@@ -421,111 +421,86 @@ def choose_thresholds(
 
 
 BLEND_WEIGHTS = tuple(round(w, 2) for w in np.linspace(0.0, 1.0, 11))
+# Prior strength of a per-label blend weight, in validation positives: a label with this many
+# keeps half its own weight and takes half the shared one, as PREVALENCE_POSITIVES does for
+# thresholds. On ten Debtags label-set runs (most labels with 2 to 10 validation positives)
+# pulling toward the shared weight raised mean macro-F1 by about a point over each label's own
+# weight, and 5, 10 and 20 differ by 0.3 at most (benchmarks/README.md, "Label sets").
+BLEND_POSITIVES = 10
 
 
-def choose_blend_weight(
-    encoder: np.ndarray,
-    other: np.ndarray,
-    labels: np.ndarray,
-    strategy: str = DEFAULT_THRESHOLD_STRATEGY,
-    seed: int = 0,
-    train_share: np.ndarray | None = None,
-) -> tuple[float, dict[float, float]]:
-    """The encoder's share in a blend with another model's probabilities (`tfidf.blend`).
+def blend_precision(encoder: np.ndarray, other: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Each label's average precision on `labels` of the blend at each of BLEND_WEIGHTS:
+    shape (weights, labels), NaN for a label without positives there.
 
-    Each weight of BLEND_WEIGHTS is scored out of fold on the validation set: the mean of
-    micro- and macro-F1 of held-out decisions whose thresholds the strategy fitted on the
-    other folds (per-label tuning's for 'cv'), so the weight is not chosen by thresholds
-    fitted on the rows that score it. Ties go to the larger encoder share. Returns the
-    weight and every weight's score. `train_share`: as `choose_thresholds`.
+    Average precision scores how the blend ranks the rows, whatever the thresholds: every
+    positive counts, where F1 at a threshold hinges on the two or three positives nearest it.
     """
-    truth = (np.asarray(labels) >= 0.5).astype(np.int64)
-    decided = blend_decisions(encoder, other, truth, strategy, seed, train_share)
-    if decided is None:
-        decided = [decide(blend(encoder, other, w), DEFAULT_THRESHOLD) for w in BLEND_WEIGHTS]
-    scores = {w: cv_criterion(micro_macro_f1(truth, d)) for w, d in zip(BLEND_WEIGHTS, decided, strict=True)}
-    return max(BLEND_WEIGHTS, key=lambda w: (scores[w], w)), scores
+    truth = np.asarray(labels) >= 0.5
+    scores = np.full((len(BLEND_WEIGHTS), truth.shape[1]), np.nan)
+    scored = np.flatnonzero(truth.any(axis=0))
+    if len(scored) == 0:
+        return scores
+    for i, weight in enumerate(BLEND_WEIGHTS):
+        blended = blend(encoder[:, scored], other[:, scored], weight)
+        scores[i, scored] = average_precision_score(truth[:, scored], blended, average=None)
+    return scores
 
 
-def blend_decisions(
-    encoder: np.ndarray,
-    other: np.ndarray,
-    truth: np.ndarray,
-    strategy: str,
-    seed: int,
-    train_share: np.ndarray | None = None,
-) -> list[np.ndarray] | None:
-    """Out-of-fold decisions on the validation set of the blend at each of BLEND_WEIGHTS,
-    thresholds fitted by the strategy on the other folds (per-label tuning's for 'cv');
-    None when there are too few rows for folds."""
-    folds = min(CV_FOLDS, len(truth))
-    if folds < 2:
-        return None
-    candidate = strategy if strategy in CANDIDATES else PER_LABEL
-    fold_of = stratified_folds(truth, folds, seed)
-    return [
-        out_of_fold_decisions(blend(encoder, other, w), truth, candidate, fold_of, train_share=train_share)
-        for w in BLEND_WEIGHTS
-    ]
+def _best_weight(scores: np.ndarray) -> float:
+    """The weight of BLEND_WEIGHTS whose score is highest, ties to the larger encoder share."""
+    return max(BLEND_WEIGHTS, key=lambda w: (scores[BLEND_WEIGHTS.index(w)], w))
 
 
 @dataclass(frozen=True)
 class BlendChoice:
-    """Per-label encoder weights of a hybrid, and the out-of-fold F1 behind each.
+    """How a hybrid's encoder weights were chosen on the validation set.
 
-    `scores[i, j]`: label j's out-of-fold F1 at BLEND_WEIGHTS[i]; `weights[j]` the weight
-    kept for label j (1.0, the encoder alone, unless a blend scored higher).
+    `shared`: the one weight with the best macro average precision; `own[j]`: label j's best
+    weight by its own average precision (`shared` without positives); `weights[j]`: the weight
+    kept, `own[j]` pulled toward `shared` by label j's positives (BLEND_POSITIVES); `scores`:
+    `blend_precision`'s table.
     """
 
+    shared: float
+    own: np.ndarray
     weights: np.ndarray
+    positives: np.ndarray
     scores: np.ndarray
 
-    def record(self, label_names: Sequence[str]) -> dict:
-        """JSON-ready: each label's weight, its out-of-fold F1 there and with the encoder alone."""
-        alone = self.scores[BLEND_WEIGHTS.index(1.0)]
-        kept = [self.scores[BLEND_WEIGHTS.index(float(w)), j] for j, w in enumerate(self.weights)]
-        return {
-            name: {
-                "weight": float(w),
-                "oof_f1": round(float(k), 4),
-                "encoder_alone_oof_f1": round(float(a), 4),
-            }
-            for name, w, k, a in zip(label_names, self.weights, kept, alone, strict=True)
-        }
 
+def choose_blend_weight(
+    encoder: np.ndarray, other: np.ndarray, labels: np.ndarray
+) -> tuple[float, dict[float, float]]:
+    """The encoder's share in a blend with another model's probabilities (`tfidf.blend`): the
+    weight of BLEND_WEIGHTS with the best macro average precision on `labels` (over the labels
+    with positives; ties to the larger encoder share; the encoder alone when no label has
+    any). Returns it and every weight's macro average precision.
 
-def per_label_f1(truth: np.ndarray, decided: np.ndarray) -> np.ndarray:
-    """Each label's F1 of 0/1 decisions (0 for a label without positives or predictions)."""
-    tp, total = _f1_counts(truth, decided)
-    return np.divide(2 * tp, total, out=np.zeros(len(tp)), where=total > 0)
+    Chosen by ranking, not by F1 at thresholds: the thresholds are fitted afterwards by the
+    threshold strategy, so the weight does not depend on which one.
+    """
+    table = blend_precision(encoder, other, labels)
+    if np.isnan(table).all():
+        return 1.0, {w: float("nan") for w in BLEND_WEIGHTS}
+    macro = np.nanmean(table, axis=1)
+    return _best_weight(macro), dict(zip(BLEND_WEIGHTS, macro.tolist(), strict=True))
 
 
 def choose_blend_weights(
-    encoder: np.ndarray,
-    other: np.ndarray,
-    labels: np.ndarray,
-    strategy: str = DEFAULT_THRESHOLD_STRATEGY,
-    seed: int = 0,
-    train_share: np.ndarray | None = None,
+    encoder: np.ndarray, other: np.ndarray, labels: np.ndarray, prior_positives: float = BLEND_POSITIVES
 ) -> BlendChoice:
     """One encoder weight per label for a blend with another model (`tfidf.blend` takes the array).
 
-    Each label is blended at every weight of BLEND_WEIGHTS and scored by its own out-of-fold
-    F1 on the validation set (thresholds fitted by the strategy on the other folds, as
-    `choose_blend_weight`); a label keeps the encoder alone (1.0) unless some blend scores
-    strictly higher, so the blend is refused for every label where it does not help there.
-    Ties go to the larger encoder share. Too few rows for folds: the encoder alone.
+    Each label's own best weight by its validation average precision, pulled toward the shared
+    weight (`choose_blend_weight`) as thresholds are toward their anchor: with n positives the
+    label keeps n / (n + prior_positives) of its own weight, so a weight resting on two
+    positives stays near the shared one and one resting on a hundred is the label's own.
     """
-    truth = (np.asarray(labels) >= 0.5).astype(np.int64)
-    n_labels = truth.shape[1]
-    decided = blend_decisions(encoder, other, truth, strategy, seed, train_share)
-    if decided is None:
-        return BlendChoice(np.ones(n_labels), np.zeros((len(BLEND_WEIGHTS), n_labels)))
-    scores = np.array([per_label_f1(truth, d) for d in decided])
-    alone = BLEND_WEIGHTS.index(1.0)
-    # Larger encoder shares first, so that argmax (the first maximum) breaks ties toward them.
-    order = np.argsort(BLEND_WEIGHTS)[::-1]
-    best = order[np.argmax(scores[order], axis=0)]
-    keep = scores[best, np.arange(n_labels)] > scores[alone]
-    weights = np.where(keep, np.asarray(BLEND_WEIGHTS)[best], 1.0)
-    return BlendChoice(weights, scores)
+    table = blend_precision(encoder, other, labels)
+    shared, _ = choose_blend_weight(encoder, other, labels)
+    positives = (np.asarray(labels) >= 0.5).sum(axis=0)
+    own = np.array([shared if np.isnan(column).all() else _best_weight(column) for column in table.T])
+    share = positives / (positives + prior_positives) if prior_positives > 0 else np.ones(len(positives))
+    weights = np.round(share * own + (1.0 - share) * shared, 4)
+    return BlendChoice(shared, own, weights, positives, table)

@@ -222,42 +222,32 @@ def blend_with_tfidf(
     predicted: dict[str, tuple[np.ndarray, np.ndarray]],
     texts: Mapping[str, list[str]],
     model: tfidf.TfidfModel,
-    threshold_strategy: str,
-    seed: int,
     label_names: Sequence[str],
     blend_mode: str = tfidf.GLOBAL_BLEND,
-    train_share: np.ndarray | None = None,
 ) -> float | dict[str, float]:
     """Blend each split's encoder probabilities (in place) with the TF-IDF model's.
 
-    'global': the one encoder weight that scores best out of fold on validation
-    (`metrics.choose_blend_weight`); 'per_label': each label's own
-    (`metrics.choose_blend_weights`), returned as {label: weight}. `train_share`: each
-    label's share of the training rows (the 'prevalence' thresholds need it).
+    'global': the one encoder weight that ranks validation best (`metrics.choose_blend_weight`);
+    'per_label': each label's own, pulled toward that one by its validation positives
+    (`metrics.choose_blend_weights`), returned as {label: weight}.
     """
     other = {split: model.probabilities(texts[split]) for split in predicted}
     encoder, labels = predicted["validation"]
     if blend_mode == tfidf.PER_LABEL_BLEND:
-        choice = metrics.choose_blend_weights(
-            encoder, other["validation"], labels, threshold_strategy, seed, train_share
-        )
+        choice = metrics.choose_blend_weights(encoder, other["validation"], labels)
         weights = choice.weights
-        blended = [n for n, w in zip(label_names, weights, strict=True) if w < 1]
         logger.info(
-            "hybrid: per-label encoder weights chosen on validation by out-of-fold F1; %d of %d "
-            "labels blended (%s), the rest the encoder alone",
-            len(blended),
-            len(label_names),
-            ", ".join(f"{n} {w:.1f}" for n, w in zip(label_names, weights, strict=True) if w < 1) or "none",
+            "hybrid: per-label encoder weights chosen on validation by average precision, each "
+            "pulled toward the shared %.1f by its positives: %s",
+            choice.shared,
+            ", ".join(f"{n} {w:.2f}" for n, w in zip(label_names, weights, strict=True)),
         )
         weight: float | dict[str, float] = dict(zip(label_names, weights.tolist(), strict=True))
     else:
-        weights, scores = metrics.choose_blend_weight(
-            encoder, other["validation"], labels, threshold_strategy, seed, train_share
-        )
+        weights, scores = metrics.choose_blend_weight(encoder, other["validation"], labels)
         logger.info(
-            "hybrid: encoder weight %.1f chosen on validation (out-of-fold mean of micro/macro-F1: "
-            "encoder alone %.4f, TF-IDF alone %.4f, blend %.4f)",
+            "hybrid: encoder weight %.1f chosen on validation (macro average precision: encoder "
+            "alone %.4f, TF-IDF alone %.4f, blend %.4f)",
             weights,
             scores[1.0],
             scores[0.0],
@@ -292,13 +282,7 @@ def evaluate_with_thresholds(
     if splits.test is not None:
         predicted["test"] = predict_in_order(trainer, splits.test)
     train_share = label_matrix(splits.train).mean(axis=0)
-    weight = (
-        blend_with_tfidf(
-            predicted, hybrid[1], hybrid[0], threshold_strategy, seed, label_names, blend_mode, train_share
-        )
-        if hybrid
-        else None
-    )
+    weight = blend_with_tfidf(predicted, hybrid[1], hybrid[0], label_names, blend_mode) if hybrid else None
     choice = metrics.choose_thresholds(
         *predicted["validation"],
         strategy=threshold_strategy,
