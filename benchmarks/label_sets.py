@@ -41,7 +41,7 @@ from common import machine, pretrained_encoder, print_table, write_json
 from debtags import label_sets, write_label_set
 from generalisation import RUN_RECORD, finished, run_record, spread, train_once
 
-from multilabel.core.threshold_strategies import THRESHOLD_STRATEGIES
+from multilabel.core.threshold_strategies import DEFAULT_THRESHOLD_STRATEGY, THRESHOLD_STRATEGIES
 from multilabel.text import tfidf
 from multilabel.training import metrics
 
@@ -101,10 +101,10 @@ def saved_probabilities(run: Path, split: str, columns: list[str]) -> np.ndarray
         return np.array([[float(r[f"prob_{c}"]) for c in columns] for r in csv.DictReader(fh)])
 
 
-def test_f1(
+def test_decisions(
     probs: dict[str, np.ndarray], labels: dict[str, np.ndarray], strategy: str, seed: int
-) -> dict[str, float]:
-    """Test micro/macro-F1 at the thresholds `strategy` fits on validation (as train.py does,
+) -> np.ndarray:
+    """0/1 test decisions at the thresholds `strategy` fits on validation (as train.py does,
     knowing each label's share of the training rows)."""
     thresholds = metrics.choose_thresholds(
         probs["validation"],
@@ -113,14 +113,14 @@ def test_f1(
         seed=seed,
         train_share=labels["train"].mean(axis=0),
     ).thresholds
-    return metrics.micro_macro_f1(labels["test"], metrics.decide(probs["test"], thresholds))
+    return metrics.decide(probs["test"], thresholds)
 
 
-def run_scores(
+def run_decisions(
     encoder: dict[str, np.ndarray], other: dict[str, np.ndarray], labels: dict[str, np.ndarray], seed: int
-) -> dict[tuple[str, str], dict[str, float]]:
-    """Test F1 of the encoder alone and of both hybrids under each threshold strategy, from one
-    run's probabilities (the blends are chosen once, by ranking, whatever the thresholds)."""
+) -> dict[tuple[str, str], np.ndarray]:
+    """Test decisions of the encoder alone and of both hybrids under each threshold strategy, from
+    one run's probabilities (the blends are chosen once, by ranking, whatever the thresholds)."""
     validation = (encoder["validation"], other["validation"], labels["validation"])
     weight, _ = metrics.choose_blend_weight(*validation)
     weights = metrics.choose_blend_weights(*validation).weights
@@ -128,10 +128,68 @@ def run_scores(
     for method, w in ((HYBRID, weight), (PER_LABEL_HYBRID, weights)):
         probabilities[method] = {s: tfidf.blend(encoder[s], other[s], w) for s in encoder}
     return {
-        (method, strategy): test_f1(probs, labels, strategy, seed)
+        (method, strategy): test_decisions(probs, labels, strategy, seed)
         for method, probs in probabilities.items()
         for strategy in THRESHOLD_STRATEGIES
     }
+
+
+# The paired comparisons given a bootstrap interval, under train.py's default thresholds.
+PAIRS = (
+    (ENCODER, TFIDF),
+    (HYBRID, TFIDF),
+    (PER_LABEL_HYBRID, TFIDF),
+    (HYBRID, ENCODER),
+    (PER_LABEL_HYBRID, ENCODER),
+)
+DRAWS = 1000  # bootstrap draws of the test rows
+
+
+def macro_f1_of_draws(truth: np.ndarray, decided: np.ndarray, draws: np.ndarray) -> np.ndarray:
+    """Macro-F1 of the decisions on each draw of test rows (`draws`: draws x rows, row indices)."""
+    truth, decided = truth[draws].astype(bool), decided[draws].astype(bool)
+    hits, total = (truth & decided).sum(axis=1), truth.sum(axis=1) + decided.sum(axis=1)
+    return np.divide(2 * hits, total, out=np.zeros(hits.shape), where=total > 0).mean(axis=1)
+
+
+def paired_intervals(
+    decided: dict[tuple[str, int, str], np.ndarray], truth: dict[str, np.ndarray]
+) -> list[dict]:
+    """Per set and PAIRS: the macro-F1 difference (mean over the seeds) and its 90 % bootstrap
+    interval over the test rows, each draw shared by both methods and every seed, so the
+    interval shows how much of a difference the test set's few positives can explain."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for name, labels in truth.items():
+        seeds = sorted({s for n, s, _ in decided if n == name})
+        if not seeds:
+            continue
+        draws = rng.integers(0, len(labels), (DRAWS, len(labels)))
+        every = np.arange(len(labels))[None, :]
+        methods = {m for _, _, m in decided}
+        macro = {
+            (s, m): macro_f1_of_draws(labels, decided[name, s, m], draws) for s in seeds for m in methods
+        }
+        point = {
+            (s, m): macro_f1_of_draws(labels, decided[name, s, m], every)[0] for s in seeds for m in methods
+        }
+        for method, against in PAIRS:
+            differences = np.mean([macro[s, method] - macro[s, against] for s in seeds], axis=0)
+            low, high = np.percentile(differences, [5, 95])
+            rows.append(
+                {
+                    "set": name,
+                    "method": method,
+                    "against": against,
+                    "seeds": len(seeds),
+                    "macro_difference": round(
+                        float(np.mean([point[s, method] - point[s, against] for s in seeds])), 4
+                    ),
+                    "low": round(float(low), 4),
+                    "high": round(float(high), 4),
+                }
+            )
+    return rows
 
 
 def summarise(results: list[dict]) -> list[dict]:
@@ -240,11 +298,19 @@ def main() -> int:
                 for n, s in plan
                 if finished_as_asked(work, n, s, run_record(model, inputs[n][0], flags(s)))
             ]
+        decided = {}  # (set, seed, method) -> test decisions under the default thresholds
+
+        def record(name: str, seed: int, method: str, strategy: str, decisions: np.ndarray) -> None:
+            labels = inputs[name][2]
+            f1 = metrics.micro_macro_f1(labels["test"], decisions)
+            results.append({"set": name, "method": method, "strategy": strategy, "seed": seed, "f1": f1})
+            if strategy == DEFAULT_THRESHOLD_STRATEGY:
+                decided[name, seed, method] = decisions
+
         for name, seed in plan:
             _, _, labels, other = inputs[name]
             for strategy in THRESHOLD_STRATEGIES:
-                f1 = test_f1(other, labels, strategy, seed)
-                results.append({"set": name, "method": TFIDF, "strategy": strategy, "seed": seed, "f1": f1})
+                record(name, seed, TFIDF, strategy, test_decisions(other, labels, strategy, seed))
 
         def one_run(name: str, seed: int) -> tuple[str, int, Path]:
             run = work / "runs" / f"{name}-seed{seed}"
@@ -258,10 +324,8 @@ def main() -> int:
                 name, seed, run = finished.result()
                 _, columns, labels, other = inputs[name]
                 encoder = {s: saved_probabilities(run, s, columns) for s in ("validation", "test")}
-                for (method, strategy), f1 in run_scores(encoder, other, labels, seed).items():
-                    results.append(
-                        {"set": name, "method": method, "strategy": strategy, "seed": seed, "f1": f1}
-                    )
+                for (method, strategy), decisions in run_decisions(encoder, other, labels, seed).items():
+                    record(name, seed, method, strategy, decisions)
                 print(f"done: {name}, seed {seed}", flush=True)
                 write_json(args.json, {"machine": machine(), "results": results})
     rows = summarise(results)
@@ -269,6 +333,9 @@ def main() -> int:
     print_table(rows, [*columns, "micro_vs_tfidf", "macro_vs_tfidf", "micro_vs_encoder", "macro_vs_encoder"])
     worst = worst_sets(rows)
     print_table(worst, list(worst[0]) if worst else [])
+    intervals = paired_intervals(decided, {name: inputs[name][2]["test"] for name in names})
+    print(f"macro-F1 differences under {DEFAULT_THRESHOLD_STRATEGY} thresholds, 90 % bootstrap intervals:")
+    print_table(intervals, list(intervals[0]) if intervals else [])
     write_json(
         args.json,
         {
@@ -277,6 +344,7 @@ def main() -> int:
             "train_args": args.train_arg,
             "summary": rows,
             "worst_sets": worst,
+            "intervals": intervals,
             "results": results,
         },
     )

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from multilabel.core.threshold_strategies import THRESHOLD_STRATEGIES
+from multilabel.core.threshold_strategies import DEFAULT_THRESHOLD_STRATEGY, THRESHOLD_STRATEGIES
 from multilabel.data.schema import validate_files
 from tests.helpers import ROOT
 
@@ -77,6 +77,19 @@ def test_label_sets_benchmark_scores_four_methods_and_reuses_a_finished_run(tmp_
     assert {(w["method"], w["strategy"]) for w in result["worst_sets"]} == {
         (m, s) for m in methods[1:] for s in THRESHOLD_STRATEGIES
     }
+    intervals = result["intervals"]
+    assert [(r["method"], r["against"]) for r in intervals] == [
+        ("encoder", "TF-IDF"),
+        ("hybrid", "TF-IDF"),
+        ("hybrid, per label", "TF-IDF"),
+        ("hybrid", "encoder"),
+        ("hybrid, per label", "encoder"),
+    ]
+    default = {r["method"]: r for r in summary if r["strategy"] == DEFAULT_THRESHOLD_STRATEGY}
+    for r in intervals:  # the difference is the summary's paired one, with its interval
+        against = {"TF-IDF": "macro_vs_tfidf", "encoder": "macro_vs_encoder"}[r["against"]]
+        assert r["macro_difference"] == pytest.approx(default[r["method"]][against], abs=1e-4)
+        assert r["low"] <= r["high"] and r["seeds"] == 1
     again = run_benchmark("label_sets.py", *args)
     assert "reused: " in again.stdout
     assert json.loads(out.read_text())["summary"] == summary, "the same run scores the same"
