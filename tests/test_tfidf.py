@@ -181,9 +181,9 @@ def test_the_saved_hybrid_weight_is_one_number_or_one_per_label(weight: object, 
 @pytest.fixture(scope="module")
 def hybrid_run(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     base = tmp_path_factory.mktemp("hybrid")
-    # Per-label weights: the saved {label: weight} is read back by every scoring path below
-    # (one number is the same code with a scalar; its choice is tested above).
-    result = train_on_sample(tiny_model, base, "--hybrid=tfidf", "--hybrid_blend=per_label")
+    # Per-label weights, the default blend: the saved {label: weight} is read back by every
+    # scoring path below (one number is the same code with a scalar; its choice is tested above).
+    result = train_on_sample(tiny_model, base, "--hybrid=tfidf")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "hybrid: per-label encoder weights chosen on validation" in result.stdout + result.stderr
     return base

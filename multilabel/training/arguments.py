@@ -26,7 +26,7 @@ from multilabel.core.threshold_strategies import (
 from multilabel.data.csv_files import DEFAULT_ENCODING
 from multilabel.data.schema import DEFAULT_TEXT_COLUMNS, LABEL_FORMATS, ColumnSpec
 from multilabel.text.pair_encoding import TRUNCATION_STRATEGIES
-from multilabel.text.tfidf import GLOBAL_BLEND, HYBRID_BLENDS, HYBRIDS
+from multilabel.text.tfidf import HYBRID_BLENDS, HYBRIDS, PER_LABEL_BLEND
 from multilabel.text.windows import DEFAULT_POOLING, POOLINGS
 
 
@@ -81,7 +81,7 @@ class ModelArguments:
         },
     )
     hybrid_blend: str = field(
-        default=GLOBAL_BLEND,
+        default=PER_LABEL_BLEND,
         metadata={
             "help": "--hybrid's encoder weight: one for all, or per label (shrunk toward it).",
             "choices": list(HYBRID_BLENDS),

@@ -223,7 +223,7 @@ def blend_with_tfidf(
     texts: Mapping[str, list[str]],
     model: tfidf.TfidfModel,
     label_names: Sequence[str],
-    blend_mode: str = tfidf.GLOBAL_BLEND,
+    blend_mode: str = tfidf.PER_LABEL_BLEND,
 ) -> float | dict[str, float]:
     """Blend each split's encoder probabilities (in place) with the TF-IDF model's.
 
@@ -266,7 +266,7 @@ def evaluate_with_thresholds(
     threshold_strategy: str = threshold_strategies.DEFAULT_THRESHOLD_STRATEGY,
     seed: int = 0,
     hybrid: tuple[tfidf.TfidfModel, Mapping[str, list[str]]] | None = None,
-    blend_mode: str = tfidf.GLOBAL_BLEND,
+    blend_mode: str = tfidf.PER_LABEL_BLEND,
 ) -> tuple[
     np.ndarray, dict[str, metrics.SplitEvaluation], metrics.ThresholdChoice, float | dict[str, float] | None
 ]:
