@@ -6,14 +6,16 @@ set's tags as label columns). From the run's saved validation and test probabili
 script scores, with train.py's own functions and no retraining:
 
 - `encoder`: the encoder's probabilities alone;
-- `hybrid`: the blend with TF-IDF as `--hybrid tfidf` chooses it (one encoder weight);
+- `hybrid`: the blend with TF-IDF at one shared encoder weight (`--hybrid tfidf
+  --hybrid_blend global`);
 - `hybrid, per label`: one weight per label, each label's own pulled toward the shared one
-  by its validation positives (`--hybrid_blend per_label`);
+  by its validation positives (`--hybrid tfidf`, whose default blend this is);
 - `TF-IDF`: TF-IDF + logistic regression fitted on the training rows;
 
 each with the thresholds of every `--threshold_strategy`, fitted on validation. Reported
 per (set, method, strategy): test micro/macro-F1, mean and sd over the seeds, and the mean
-paired difference against TF-IDF and against the encoder alone under the same strategy;
+paired difference against TF-IDF and against the encoder alone under the same strategy
+(under the default strategy also with a 90 % bootstrap interval over the test rows);
 then per (method, strategy) the worst set's margin over TF-IDF (with the same strategy,
 and with the strategy that suits TF-IDF best on that set's test rows), since a default is
 chosen by the set where it does worst. Finished runs in `--keep`
@@ -48,8 +50,8 @@ from multilabel.training import metrics
 SPLITS = ("train", "validation", "test")
 TFIDF = "TF-IDF"
 ENCODER = "encoder"
-HYBRID = "hybrid"  # one encoder weight (--hybrid tfidf)
-PER_LABEL_HYBRID = "hybrid, per label"  # --hybrid tfidf --hybrid_blend per_label
+HYBRID = "hybrid"  # one shared encoder weight (--hybrid tfidf --hybrid_blend global)
+PER_LABEL_HYBRID = "hybrid, per label"  # a weight per label (--hybrid tfidf)
 
 
 def read_set(
