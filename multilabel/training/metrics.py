@@ -480,7 +480,11 @@ def choose_blend_weight(
     Chosen by ranking, not by F1 at thresholds: the thresholds are fitted afterwards by the
     threshold strategy, so the weight does not depend on which one.
     """
-    table = blend_precision(encoder, other, labels)
+    return _shared_weight(blend_precision(encoder, other, labels))
+
+
+def _shared_weight(table: np.ndarray) -> tuple[float, dict[float, float]]:
+    """`choose_blend_weight` from `blend_precision`'s table."""
     if np.isnan(table).all():
         return 1.0, {w: float("nan") for w in BLEND_WEIGHTS}
     macro = np.nanmean(table, axis=1)
@@ -495,10 +499,10 @@ def choose_blend_weights(
     Each label's own best weight by its validation average precision, pulled toward the shared
     weight (`choose_blend_weight`) as thresholds are toward their anchor: with n positives the
     label keeps n / (n + prior_positives) of its own weight, so a weight resting on two
-    positives stays near the shared one and one resting on a hundred is the label's own.
+    positives stays near the shared one and one resting on a hundred is mostly the label's own.
     """
     table = blend_precision(encoder, other, labels)
-    shared, _ = choose_blend_weight(encoder, other, labels)
+    shared, _ = _shared_weight(table)
     positives = (np.asarray(labels) >= 0.5).sum(axis=0)
     own = np.array([shared if np.isnan(column).all() else _best_weight(column) for column in table.T])
     share = positives / (positives + prior_positives) if prior_positives > 0 else np.ones(len(positives))
