@@ -161,19 +161,20 @@ def paired_intervals(
     interval over the test rows, each draw shared by both methods and every seed, so the
     interval shows how much of a difference the test set's few positives can explain."""
     rng = np.random.default_rng(0)
+    methods = {m for _, _, m in decided}
     rows = []
     for name, labels in truth.items():
         seeds = sorted({s for n, s, _ in decided if n == name})
         if not seeds:
             continue
         draws = rng.integers(0, len(labels), (DRAWS, len(labels)))
-        every = np.arange(len(labels))[None, :]
-        methods = {m for _, _, m in decided}
         macro = {
             (s, m): macro_f1_of_draws(labels, decided[name, s, m], draws) for s in seeds for m in methods
         }
         point = {
-            (s, m): macro_f1_of_draws(labels, decided[name, s, m], every)[0] for s in seeds for m in methods
+            (s, m): metrics.micro_macro_f1(labels, decided[name, s, m])["macro"]
+            for s in seeds
+            for m in methods
         }
         for method, against in PAIRS:
             differences = np.mean([macro[s, method] - macro[s, against] for s in seeds], axis=0)

@@ -424,8 +424,9 @@ BLEND_WEIGHTS = tuple(round(w, 2) for w in np.linspace(0.0, 1.0, 11))
 # Prior strength of a per-label blend weight, in validation positives: a label with this many
 # keeps half its own weight and takes half the shared one, as PREVALENCE_POSITIVES does for
 # thresholds. On ten Debtags label-set runs (most labels with 2 to 10 validation positives)
-# pulling toward the shared weight raised mean macro-F1 by about a point over each label's own
-# weight, and 5, 10 and 20 differ by 0.3 at most (benchmarks/README.md, "Label sets").
+# pulling toward the shared weight raised mean macro-F1 under the default thresholds by about
+# a point over each label's own weight, and 5, 10 and 20 differ by 0.3 at most there
+# (benchmarks/README.md, "Label sets nobody tuned on").
 BLEND_POSITIVES = 10
 
 
