@@ -17,6 +17,10 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(1, str(ROOT))  # before site-packages, where some packages ship a `tests`
 PACKED_DEBIAN_TAGS = ROOT / "benchmarks" / "data" / "debian-tags"
+# train.py's flag for the encoder alone, without the TF-IDF half it blends in by default
+# (--hybrid auto): for benchmarks that read the encoder's own probabilities from a run's
+# prediction files, or compare encoder settings.
+ENCODER_ALONE = "--hybrid=none"
 
 
 def debian_tags() -> Path:

@@ -3,9 +3,10 @@
 The debian-tags training and validation rows are pooled and dealt into `--folds` folds,
 each label's positives spread evenly (`metrics.stratified_folds`); each fold in turn is
 the validation set and the others the training set, and the test file stays held out.
-Every (variant, fold, seed) is one train.py run with `--seed`: every fold with every seed,
-or with `--pairing diagonal` fold k with the k-th seed (k runs that vary both the split and
-the seed, for a machine that cannot afford k x k). From each run's saved
+Every (variant, fold, seed) is one train.py run of the encoder alone (`--hybrid none`)
+with `--seed`: every fold with every seed, or with `--pairing diagonal` fold k with the
+k-th seed (k runs that vary both the split and the seed, for a machine that cannot afford
+k x k). From each run's saved
 validation and test probabilities the script also scores every threshold strategy and
 the hybrid with TF-IDF, with train.py's own functions (`metrics.choose_thresholds`,
 `metrics.choose_blend_weight`, `tfidf.fit`), so those need no retraining. TF-IDF alone is
@@ -38,7 +39,15 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
-from common import DEBIAN_TAGS, machine, pretrained_encoder, print_table, run_train_py, write_json
+from common import (
+    DEBIAN_TAGS,
+    ENCODER_ALONE,
+    machine,
+    pretrained_encoder,
+    print_table,
+    run_train_py,
+    write_json,
+)
 from quality import LABELS, read, subset
 
 from multilabel.core.threshold_strategies import DEFAULT_THRESHOLD_STRATEGY, THRESHOLD_STRATEGIES
@@ -197,7 +206,8 @@ def finished(run: Path, record: dict) -> bool:
 
 
 def train_once(model: str, folder: Path, run: Path, flags: list[str]) -> None:
-    """train.py on `folder` into `run`, unless a finished run from the same model, data and flags is there.
+    """train.py (the encoder alone) on `folder` into `run`, unless a finished run from the same
+    model, data and flags is there.
 
     An unfinished run is handed to train.py as it is, which resumes it from its last
     checkpoint when the settings match; the record is written only once the run finished.
@@ -208,7 +218,7 @@ def train_once(model: str, folder: Path, run: Path, flags: list[str]) -> None:
         print(f"reused: {run} (finished earlier with the same model, data and flags)", flush=True)
         return
     done.unlink(missing_ok=True)
-    run_train_py(model, folder, run, *flags)
+    run_train_py(model, folder, run, ENCODER_ALONE, *flags)  # its predictions: the encoder's own
     done.write_text(json.dumps(record, indent=1))
 
 

@@ -1,7 +1,7 @@
-"""The hybrid (`train.py --hybrid tfidf`) on debian-tags, from runs train.py already made.
+"""The hybrid (train.py's default, `--hybrid auto`) on debian-tags, from runs train.py already made.
 
-A run's `validation_predictions.csv` and `test_predictions.csv` hold its encoder's
-probabilities per record; this script fits the TF-IDF model on the training rows once
+A run of the encoder alone (`--hybrid none`, as the benchmarks train) keeps its encoder's
+probabilities per record in `validation_predictions.csv` and `test_predictions.csv`; this script fits the TF-IDF model on the training rows once
 (`multilabel.text.tfidf.fit`, as train.py does), then for each run scores on the test set, with
 thresholds chosen on validation by train.py's default strategy (`metrics.choose_thresholds`):
 the encoder alone, TF-IDF alone, and their blend at the weight train.py would choose

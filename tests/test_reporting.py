@@ -169,3 +169,29 @@ def test_without_the_validation_positives_the_table_keeps_its_columns(
     report = (tmp_path / "label_report.md").read_text()
     assert "validation positives" not in report and "too few" not in report
     assert reporting.label_table(evaluation(20, 0), THRESHOLDS, LABELS)[0]["validation_support"] is None
+
+
+def test_a_hybrids_report_shows_each_labels_encoder_weight(tmp_path: Path, no_plot: list[str]) -> None:
+    validation, test = evaluation(30, 0), evaluation(10, 1)
+    evaluations = {"validation": validation, "test": test}
+    weights = [0.25, 1.0, 0.0]
+    results = reporting.run_results({}, evaluations)
+    reporting.write_results(tmp_path, results, evaluations, THRESHOLDS, LABELS, encoder_weights=weights)
+    lines = (tmp_path / "label_report.md").read_text().splitlines()
+    assert lines[4] == (
+        "| label | support | validation positives | threshold | encoder weight | F1 at 0.5 | precision | recall | F1 |"
+    )
+    assert lines[5].count("|") == lines[6].count("|") == 10, "the separator row matches the header"
+    cells = [[c.strip() for c in line.split("|")[1:-1]] for line in lines[6:9]]
+    assert [(row[0], row[3], row[4]) for row in cells] == [
+        ("perl", "0.500", "0.25"),
+        ("c", "0.300", "1.00"),
+        ("devel-lib", "0.700", "0.00"),
+    ]
+    assert any(
+        line.startswith("Each label's probability is `w x encoder + (1 - w) x TF-IDF`") for line in lines
+    )
+    # The encoder alone: no weight column, no sentence.
+    reporting.write_results(tmp_path, results, evaluations, THRESHOLDS, LABELS)
+    report = (tmp_path / "label_report.md").read_text()
+    assert "encoder weight" not in report and "TF-IDF" not in report

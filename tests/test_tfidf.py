@@ -1,10 +1,12 @@
 """The TF-IDF half of a hybrid model: numpy scores equal scikit-learn's, the blend weight,
-and one `--hybrid tfidf` run read four ways (training's test predictions, `Classifier`,
+and one hybrid run (train.py's defaults) read four ways (training's test predictions, `Classifier`,
 `--do_train False`, transformers 4.51.3) and through the real model server."""
 
 from __future__ import annotations
 
 import json
+import logging
+import math
 from collections import Counter
 from pathlib import Path
 
@@ -68,6 +70,48 @@ def test_the_vocabulary_is_capped_at_the_most_frequent_terms_and_still_scores_as
     assert min(counts[t] for t in kept) >= max(counts[t] for t in full.vocabulary_ if t not in kept)
     expected = sklearn_probabilities(vectorizer, estimators, test_texts, train_labels)
     np.testing.assert_allclose(model.probabilities(test_texts), expected, atol=1e-6, rtol=0)
+
+
+def test_many_labels_keep_fewer_terms_so_the_coefficients_stay_bounded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert tfidf.term_budget(10) == tfidf.MAX_TERMS
+    assert tfidf.term_budget(1000) == tfidf.MAX_COEFFICIENTS // 1000 < tfidf.MAX_TERMS
+    train_texts, train_labels = texts_and_labels(DATA / "train.csv")
+    full = tfidf.fit(train_texts, train_labels)
+    # A budget of 3,000 coefficients: 10 labels keep 300 terms, 20 labels (each column twice) 150.
+    monkeypatch.setattr(tfidf, "MAX_COEFFICIENTS", 3000)
+    ten = tfidf.fit(train_texts, train_labels)
+    twenty = tfidf.fit(train_texts, np.hstack([train_labels, train_labels]))
+    assert len(twenty.terms) == 150 < len(ten.terms) == 300 < len(full.terms)
+    assert ten.coef.size == twenty.coef.size == 3000
+    assert set(twenty.terms) < set(ten.terms)  # the most frequent terms, as with max_terms
+
+
+def test_a_training_set_over_the_row_cap_fits_tfidf_on_a_random_sample(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from datasets import Dataset
+
+    from multilabel.data.schema import ColumnSpec
+    from multilabel.training import pipeline
+
+    rows = read_csv(DATA / "train.csv")
+    raw = {"train": Dataset.from_dict({c: [r[c] for r in rows] for c in COLUMNS})}
+    labels = np.array([[int(r[n]) for n in LABELS] for r in rows])
+    assert tfidf.fit_rows(len(rows), 3) is None, "the sample data is under the cap: every row"
+    monkeypatch.setattr(tfidf, "MAX_FIT_ROWS", 100)
+    with caplog.at_level(logging.INFO, logger=pipeline.logger.name):
+        model = pipeline.fit_tfidf(raw, ColumnSpec(), labels, seed=3)
+    assert f"fitted on a random 100 of the {len(rows)} training rows" in caplog.text
+    chosen = tfidf.fit_rows(len(rows), 3)
+    assert chosen == sorted(set(chosen)) and len(chosen) == 100, "100 distinct rows, in file order"
+    assert chosen == tfidf.fit_rows(len(rows), 3) != tfidf.fit_rows(len(rows), 4), "drawn with the seed"
+    # scikit-learn's smoothed idf, ln((1 + n) / (1 + df)) + 1, is largest for a term in MIN_DF
+    # rows: n is the 100 rows fitted on, not the file's.
+    assert model.idf.max() == pytest.approx(math.log(101 / (1 + tfidf.MIN_DF)) + 1)
+    expected = tfidf.fit([tfidf.record_text(rows[i], COLUMNS) for i in chosen], labels[chosen])
+    np.testing.assert_array_equal(model.coef, expected.coef)
 
 
 def test_a_label_constant_in_training_gets_a_constant_probability() -> None:
@@ -171,6 +215,10 @@ def test_the_saved_hybrid_weight_is_one_number_or_one_per_label(weight: object, 
         assert problems == []
         expected = [0.2, 1.0] if isinstance(weight, dict) else 0.4
         assert config.blend_weights(["label1", "label2"]) == expected
+        # The label report's column: one per label, in the order asked for.
+        assert config.encoder_weights(["label2", "label1"]) == (
+            [1.0, 0.2] if isinstance(weight, dict) else [0.4, 0.4]
+        )
     else:
         assert len(problems) == 1 and problem in problems[0], problems
 
@@ -181,11 +229,16 @@ def test_the_saved_hybrid_weight_is_one_number_or_one_per_label(weight: object, 
 @pytest.fixture(scope="module")
 def hybrid_run(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     base = tmp_path_factory.mktemp("hybrid")
-    # Per-label weights, the default blend: the saved {label: weight} is read back by every
-    # scoring path below (one number is the same code with a scalar; its choice is tested above).
-    result = train_on_sample(tiny_model, base, "--hybrid=tfidf")
+    # train.py's defaults: the hybrid (--hybrid auto) with per-label weights. The saved
+    # {label: weight} is read back by every scoring path below (one number is the same code
+    # with a scalar; its choice is tested above).
+    result = train_on_sample(tiny_model, base)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "hybrid: per-label encoder weights chosen on validation" in result.stdout + result.stderr
+    weights = json.loads((base / "model" / "classifier_config.json").read_text())["hybrid_weight"]
+    report = (base / "data" / "label_report.md").read_text()
+    assert "| encoder weight |" in report
+    assert f"| {LABELS[0]} | " in report and f" | {weights[LABELS[0]]:.2f} | " in report
     return base
 
 
@@ -256,8 +309,9 @@ def test_a_hybrid_model_without_its_tfidf_file_is_refused(hybrid_run: Path, tmp_
 
 
 @pytest.mark.slow
-def test_training_rows_tfidf_cannot_learn_from_are_refused_before_the_encoder_trains(
-    tiny_model: Path, tmp_path: Path
+@pytest.mark.parametrize("hybrid", ["tfidf", "auto"])
+def test_training_rows_tfidf_cannot_learn_from_are_refused_or_left_to_the_encoder(
+    hybrid: str, tiny_model: Path, tmp_path: Path
 ) -> None:
     # Every word occurs in one record only: nothing survives min_df, so scikit-learn has no terms.
     rows = [
@@ -273,17 +327,28 @@ def test_training_rows_tfidf_cannot_learn_from_are_refused_before_the_encoder_tr
             f"--model_dir={tmp_path / 'model'}",
             f"--output_data_dir={tmp_path / 'data'}",
             f"--output_dir={tmp_path / 'checkpoints'}",
-            "--hybrid=tfidf",
+            f"--hybrid={hybrid}",
+            "--num_train_epochs=1",
         ]
     )
     output = result.stdout + result.stderr
-    assert result.returncode == 2, output[-3000:]
-    assert "--hybrid tfidf: the TF-IDF half cannot be fitted" in output
+    assert "the TF-IDF half cannot be fitted" in output
     assert f"occur in at least {tfidf.MIN_DF} records" in output
     assert "Traceback" not in output
-    # Refused before training: no checkpoint, no model, no results.
-    assert not list((tmp_path / "checkpoints").glob("checkpoint-*"))
-    assert not (tmp_path / "model").exists() and not (tmp_path / "data").exists()
+    if hybrid == "tfidf":  # asked for: refused before training, no checkpoint, no model, no results
+        assert result.returncode == 2, output[-3000:]
+        assert "--hybrid tfidf: the TF-IDF half cannot be fitted" in output
+        assert not list((tmp_path / "checkpoints").glob("checkpoint-*"))
+        assert not (tmp_path / "model").exists() and not (tmp_path / "data").exists()
+        return
+    # The default: said once, and the encoder alone is trained and saved.
+    assert result.returncode == 0, output[-3000:]
+    assert "--hybrid auto: the TF-IDF half cannot be fitted" in output
+    assert "Training the encoder alone." in output
+    assert not (tmp_path / "model" / "tfidf.npz").exists()
+    config = json.loads((tmp_path / "model" / "classifier_config.json").read_text())
+    assert config.get("hybrid_weight") is None
+    assert (tmp_path / "data" / "validation_predictions.csv").exists()
 
 
 @pytest.mark.slow

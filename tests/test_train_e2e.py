@@ -25,6 +25,7 @@ MODEL_FILES = {
     "vocab.json",
     "merges.txt",
     "classifier_config.json",
+    "tfidf.npz",  # the hybrid's TF-IDF half (--hybrid auto, the default)
 }
 OUTPUT_FILES = {
     "all_results.json",

@@ -130,9 +130,9 @@ class ClassifierConfig:
     # cross-validation, each candidate's out-of-fold F1. A record only: the endpoint does not
     # use it. None in configs written before it was saved.
     threshold_selection: dict | None = None
-    # With `train.py --hybrid tfidf`: the encoder's share of each probability, the rest
-    # from the TF-IDF model in tfidf.npz (multilabel.text.tfidf): one number, or
-    # {label: weight} (`--hybrid_blend per_label`). None: the encoder alone.
+    # With train.py's hybrid (`--hybrid auto`, the default): the encoder's share of each
+    # probability, the rest from the TF-IDF model in tfidf.npz (multilabel.text.tfidf): one
+    # number, or {label: weight} (`--hybrid_blend per_label`). None: the encoder alone.
     hybrid_weight: float | dict[str, float] | None = None
     # `--label_separator`: how a names-format cell joins several names, so that scoring an
     # evaluation file reads it as training did. None: one name a cell.
@@ -269,6 +269,13 @@ class ClassifierConfig:
         if isinstance(self.hybrid_weight, dict):
             return [self.hybrid_weight[name] for name in label_names]
         return self.hybrid_weight
+
+    def encoder_weights(self, label_names: Sequence[str]) -> list[float] | None:
+        """The hybrid's encoder weight of each label, in label order (None: no hybrid)."""
+        weight = self.blend_weights(label_names)
+        if weight is None or isinstance(weight, list):
+            return weight
+        return [float(weight)] * len(label_names)
 
 
 def copy_serving_code(model_dir: str | Path) -> bool:

@@ -1,4 +1,4 @@
-"""The optional TF-IDF half of a hybrid model (`train.py --hybrid tfidf`), served with numpy.
+"""The TF-IDF half of a hybrid model (train.py's default, `--hybrid auto`), served with numpy.
 
 Word 1-2-gram TF-IDF (sublinear term frequency, terms in at least 2 training records) and
 one logistic regression per label (class_weight "balanced"), fitted by scikit-learn on the
@@ -17,6 +17,7 @@ Standard library and numpy only at import time: this module travels in the endpo
 
 from __future__ import annotations
 
+import random
 import re
 import zipfile
 from collections import Counter
@@ -29,7 +30,13 @@ import numpy as np
 
 from multilabel.core.artifact import TFIDF_FILE, ClassifierConfig
 
-HYBRIDS = ("none", "tfidf")
+# train.py --hybrid: 'auto' (the default) fits the TF-IDF half wherever the training rows allow
+# it and trains the encoder alone, with a warning, where they do not (too few rows sharing a
+# word); 'tfidf' requires it (an error otherwise); 'none' never fits it. On Debtags label sets
+# nobody tuned on, the hybrid's worst set is 5.7 macro-F1 points above the encoder alone's
+# (benchmarks/README.md, "Label sets nobody tuned on"), so it is on by default.
+AUTO_HYBRID, NO_HYBRID, TFIDF_HYBRID = "auto", "none", "tfidf"
+HYBRIDS = (AUTO_HYBRID, NO_HYBRID, TFIDF_HYBRID)
 # How the hybrid's encoder weight is chosen (train.py --hybrid_blend): one for every label, or
 # one per label, pulled toward the shared one by the label's validation positives. per_label is
 # the default: on Debtags label sets nobody tuned on it is the hybrid that stays within noise of
@@ -41,6 +48,29 @@ MIN_DF = 2  # a term must appear in this many training records
 # bounds tfidf.npz and the endpoint's memory however large the training set (debian-tags:
 # 38,416 terms from 5,001 rows, a 3.0 MB file with 10 labels).
 MAX_TERMS = 200_000
+# And at most this many coefficients (labels x terms, float64: 160 MB at the endpoint), so
+# that many labels keep fewer terms: 200,000 up to 100 labels, 20,000 at 1,000 labels.
+MAX_COEFFICIENTS = 20_000_000
+# And at most this many training rows, a random sample of a larger training set: the fit's
+# time and memory grow with the rows (2 cores: 66 s and 1.2 GB at 300,000 rows and 10 labels,
+# 192 s and 3.4 GB at a million; benchmarks/README.md, "The hybrid's TF-IDF half at scale"),
+# and with that many rows the encoder carries the blend.
+MAX_FIT_ROWS = 300_000
+
+
+def fit_rows(count: int, seed: int) -> list[int] | None:
+    """Which of `count` training rows the TF-IDF half is fitted on: all (None) up to
+    MAX_FIT_ROWS, else a random MAX_FIT_ROWS of them, in their order."""
+    if count <= MAX_FIT_ROWS:
+        return None
+    return sorted(random.Random(seed).sample(range(count), MAX_FIT_ROWS))
+
+
+def term_budget(num_labels: int) -> int:
+    """How many terms the TF-IDF half keeps for `num_labels` labels."""
+    return max(1, min(MAX_TERMS, MAX_COEFFICIENTS // max(1, num_labels)))
+
+
 # scikit-learn's default token pattern: words of two or more word characters.
 _WORD = re.compile(r"(?u)\b\w\w+\b")
 
@@ -119,20 +149,19 @@ class TfidfModel:
         """Read `tfidf.npz` (plain arrays: never unpickles)."""
         path = Path(model_dir) / TFIDF_FILE
         if path.is_file() and not zipfile.is_zipfile(path):
-            raise ValueError(
-                "not a numpy .npz archive of arrays; write it again with train.py --hybrid tfidf"
-            )
+            raise ValueError("not a numpy .npz archive of arrays; write it again with train.py")
         with np.load(Path(model_dir) / TFIDF_FILE, allow_pickle=False) as arrays:
             return cls(arrays["terms"].tolist(), arrays["idf"], arrays["coef"], arrays["intercept"])
 
 
-def fit_sklearn(texts: Sequence[str], labels: np.ndarray, max_terms: int = MAX_TERMS):
-    """scikit-learn's vectoriser (the `max_terms` most frequent terms) and one fitted logistic
-    regression per label (None for a label that never or always occurs in training: it gets
-    a constant probability)."""
+def fit_sklearn(texts: Sequence[str], labels: np.ndarray, max_terms: int | None = None):
+    """scikit-learn's vectoriser (the `max_terms` most frequent terms, by default the labels'
+    `term_budget`) and one fitted logistic regression per label (None for a label that never
+    or always occurs in training: it gets a constant probability)."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
 
+    max_terms = max_terms or term_budget(np.asarray(labels).shape[1])
     vectorizer = TfidfVectorizer(analyzer=analyse, sublinear_tf=True, min_df=MIN_DF, max_features=max_terms)
     features = vectorizer.fit_transform(texts)
     estimators = []
@@ -144,7 +173,7 @@ def fit_sklearn(texts: Sequence[str], labels: np.ndarray, max_terms: int = MAX_T
     return vectorizer, estimators
 
 
-def fit(texts: Sequence[str], labels: np.ndarray, max_terms: int = MAX_TERMS) -> TfidfModel:
+def fit(texts: Sequence[str], labels: np.ndarray, max_terms: int | None = None) -> TfidfModel:
     """Fit on the training rows (scikit-learn, training side only) and export to arrays."""
     vectorizer, estimators = fit_sklearn(texts, labels, max_terms)
     return from_sklearn(vectorizer, estimators, np.asarray(labels))

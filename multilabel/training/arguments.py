@@ -26,7 +26,7 @@ from multilabel.core.threshold_strategies import (
 from multilabel.data.csv_files import DEFAULT_ENCODING
 from multilabel.data.schema import DEFAULT_TEXT_COLUMNS, LABEL_FORMATS, ColumnSpec
 from multilabel.text.pair_encoding import TRUNCATION_STRATEGIES
-from multilabel.text.tfidf import HYBRID_BLENDS, HYBRIDS, PER_LABEL_BLEND
+from multilabel.text.tfidf import AUTO_HYBRID, HYBRID_BLENDS, HYBRIDS, PER_LABEL_BLEND
 from multilabel.text.windows import DEFAULT_POOLING, POOLINGS
 
 
@@ -72,11 +72,12 @@ class ModelArguments:
         },
     )
     hybrid: str = field(
-        default="none",
+        default=AUTO_HYBRID,
         metadata={
-            "help": "'tfidf': blend the encoder's probabilities with a TF-IDF + logistic "
-            "regression model fitted on the same training rows, the weight and thresholds "
-            "chosen on validation; saved in the model directory and served with numpy.",
+            "help": "'tfidf': blend the encoder's probabilities with TF-IDF + logistic "
+            "regression fitted on the training rows, weights chosen on validation, served "
+            "with numpy. 'auto': 'tfidf' where the rows allow it, else (warned) 'none', "
+            "the encoder alone.",
             "choices": list(HYBRIDS),
         },
     )

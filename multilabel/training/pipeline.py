@@ -196,19 +196,42 @@ def window_settings(data_args: DataArguments, max_length: int) -> WindowSettings
     )
 
 
-def fit_tfidf(raw: Mapping[str, Dataset], spec: ColumnSpec, train_labels: np.ndarray) -> tfidf.TfidfModel:
-    """The TF-IDF half of a hybrid model (`--hybrid tfidf`), fitted on the training rows.
+def fit_tfidf(
+    raw: Mapping[str, Dataset],
+    spec: ColumnSpec,
+    train_labels: np.ndarray,
+    required: bool = True,
+    seed: int = 0,
+) -> tfidf.TfidfModel | None:
+    """The TF-IDF half of a hybrid model (`--hybrid`), fitted on the training rows (a random
+    `tfidf.MAX_FIT_ROWS` of them, drawn with `seed`, when there are more).
 
-    Fitted before the encoder trains, so training rows it cannot learn from are refused in
-    seconds rather than after the whole training run.
+    Fitted before the encoder trains, so training rows it cannot learn from are known in
+    seconds rather than after the whole training run: an error when the hybrid is `required`
+    (`--hybrid tfidf`), else (`--hybrid auto`) None and a warning, and the encoder alone.
     """
+    train = raw["train"]
+    rows = tfidf.fit_rows(len(train), seed)
+    if rows is not None:
+        logger.info(
+            "hybrid: the TF-IDF half is fitted on a random %d of the %d training rows (its time and "
+            "memory grow with the rows)",
+            len(rows),
+            len(train),
+        )
+        train, train_labels = train.select(rows), train_labels[rows]
     try:
-        model = tfidf.fit(tfidf.column_texts(raw["train"], spec.text_columns), train_labels)
+        model = tfidf.fit(tfidf.column_texts(train, spec.text_columns), train_labels)
     except ValueError as err:  # scikit-learn: no term left after min_df
+        problem = (
+            f"the TF-IDF half cannot be fitted on the {len(train_labels)} training rows ({err}); "
+            f"it needs words that occur in at least {tfidf.MIN_DF} records"
+        )
+        if not required:
+            logger.warning("--hybrid auto: %s. Training the encoder alone.", problem)
+            return None
         raise TrainingSetupError(
-            f"--hybrid tfidf: the TF-IDF half cannot be fitted on the {len(train_labels)} training rows "
-            f"({err}); it needs words that occur in at least {tfidf.MIN_DF} records. "
-            "Train without --hybrid, or with more training rows."
+            f"--hybrid tfidf: {problem}. Train with --hybrid none, or with more training rows."
         ) from None
     logger.info(
         "hybrid: TF-IDF + logistic regression fitted on %d training rows, %d terms",
@@ -238,9 +261,12 @@ def blend_with_tfidf(
         weights = choice.weights
         logger.info(
             "hybrid: per-label encoder weights chosen on validation by average precision, each "
-            "pulled toward the shared %.1f by its positives: %s",
+            "pulled toward the shared %.1f by its positives: %.2f to %.2f, median %.2f (each "
+            "label's in label_report.md)",
             choice.shared,
-            ", ".join(f"{n} {w:.2f}" for n, w in zip(label_names, weights, strict=True)),
+            weights.min(),
+            weights.max(),
+            float(np.median(weights)),
         )
         weight: float | dict[str, float] = dict(zip(label_names, weights.tolist(), strict=True))
     else:
@@ -422,9 +448,11 @@ def run(
     pad_to_length = max_length if data_args.pad_to_max_length else None
     trainer = build_trainer(model, tokenizer, splits, training_args, pos_weight, pad_to_length, windows)
 
-    hybrid = None
-    if model_args.hybrid == "tfidf":
-        tfidf_model = fit_tfidf(raw, spec, label_matrix(splits.train))
+    hybrid, tfidf_model = None, None
+    if model_args.hybrid != tfidf.NO_HYBRID:
+        required = model_args.hybrid == tfidf.TFIDF_HYBRID
+        tfidf_model = fit_tfidf(raw, spec, label_matrix(splits.train), required, training_args.seed)
+    if tfidf_model is not None:
         texts = {
             split: tfidf.column_texts(raw[split], spec.text_columns)
             for split in ("validation", "test")
@@ -475,6 +503,7 @@ def run(
                 schema.label_names,
                 lengths.lines,
                 row_ids(raw, spec),
+                classifier_config.encoder_weights(schema.label_names),
             ),
             data_files=OUTPUT_DATA_FILES,
         )

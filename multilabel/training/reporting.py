@@ -44,10 +44,12 @@ def write_results(
     label_names: Sequence[str],
     length_lines: Sequence[str] = (),
     ids: Mapping[str, tuple[str, Sequence[str]]] | None = None,
+    encoder_weights: Sequence[float] | None = None,
 ) -> None:
     """Metrics, per-row predictions (with each row's id from `ids`, split -> (id column,
-    values), and its true labels) and the per-label report (test set, else validation),
-    which ends with `length_lines` (`data.length_report`) when given."""
+    values), and its true labels) and the per-label report (test set, else validation,
+    with a hybrid's `encoder_weights`), which ends with `length_lines`
+    (`data.length_report`) when given."""
     save_metrics(output_dir, results)
     for split, evaluation in evaluations.items():
         write_predictions(
@@ -67,6 +69,7 @@ def write_results(
         label_names,
         length_lines,
         validation_positives(evaluations["validation"]) if "validation" in evaluations else None,
+        encoder_weights,
     )
 
 
@@ -136,9 +139,11 @@ def label_table(
     thresholds: np.ndarray,
     label_names: Sequence[str],
     validation_support: Sequence[int] | None = None,
+    encoder_weights: Sequence[float] | None = None,
 ) -> list[dict[str, float | str]]:
-    """Per label: support, the validation positives its threshold was tuned on (None when
-    unknown), tuned threshold, and precision / recall / F1 at 0.5 and tuned."""
+    """Per label: support, the validation positives its threshold was tuned on and a hybrid's
+    encoder weight (each None when unknown), tuned threshold, and precision / recall / F1 at
+    0.5 and tuned."""
     tuned, at_half = evaluation.tuned, evaluation.untuned
     return [
         {
@@ -146,6 +151,7 @@ def label_table(
             "support": int(tuned[per_label_key("support", name)]),
             "validation_support": None if validation_support is None else int(validation_support[i]),
             "threshold": float(thresholds[i]),
+            "encoder_weight": None if encoder_weights is None else float(encoder_weights[i]),
             "f1_at_0.5": at_half[per_label_key("f1", name)],
             "precision": tuned[per_label_key("precision", name)],
             "recall": tuned[per_label_key("recall", name)],
@@ -163,15 +169,18 @@ def write_label_report(
     label_names: Sequence[str],
     length_lines: Sequence[str] = (),
     validation_support: Sequence[int] | None = None,
+    encoder_weights: Sequence[float] | None = None,
 ) -> None:
     """`label_report.md` (a table per label, then the texts' lengths if given) and
     `label_report.png` (F1 before/after tuning).
 
     With `validation_support` (each label's validation positives), the table shows the
-    positives behind each threshold and flags those under `threshold_strategies.MIN_TRUSTED_POSITIVES`.
+    positives behind each threshold and flags those under `threshold_strategies.MIN_TRUSTED_POSITIVES`;
+    with `encoder_weights` (a hybrid's, one per label), each label's share of the encoder.
     """
-    rows = label_table(evaluation, thresholds, label_names, validation_support)
+    rows = label_table(evaluation, thresholds, label_names, validation_support, encoder_weights)
     known = validation_support is not None
+    hybrid = encoder_weights is not None
     tuned = evaluation.tuned
     ranking = ", ".join(
         f"{name.replace('_at_', '@')} {tuned[name]:.3f}"
@@ -189,13 +198,21 @@ def write_label_report(
         "",
         "| label | support |"
         + (" validation positives |" if known else "")
-        + " threshold | F1 at 0.5 | precision | recall | F1 |",
-        "|---|---:|" + ("---:|" if known else "") + "---:|---:|---:|---:|---:|",
+        + " threshold |"
+        + (" encoder weight |" if hybrid else "")
+        + " F1 at 0.5 | precision | recall | F1 |",
+        "|---|---:|"
+        + ("---:|" if known else "")
+        + "---:|"
+        + ("---:|" if hybrid else "")
+        + "---:|---:|---:|---:|",
     ]
     lines += [
         f"| {r['label']} | {r['support']} |"
         + (f" {_positives_cell(r['validation_support'])} |" if known else "")
-        + f" {r['threshold']:.3f} | {r['f1_at_0.5']:.3f} | {r['precision']:.3f} | {r['recall']:.3f} | {r['f1']:.3f} |"
+        + f" {r['threshold']:.3f} |"
+        + (f" {r['encoder_weight']:.2f} |" if hybrid else "")
+        + f" {r['f1_at_0.5']:.3f} | {r['precision']:.3f} | {r['recall']:.3f} | {r['f1']:.3f} |"
         for r in rows
     ]
     if known:
@@ -211,6 +228,13 @@ def write_label_report(
             "that rests on a handful of examples and can land far from where it should: treat its "
             "decisions and scores as noise, and add validation rows carrying it. "
             + (f"Too few: {', '.join(few)}." if few else "Every label has enough."),
+        ]
+    if hybrid:
+        lines += [
+            "",
+            "Each label's probability is `w x encoder + (1 - w) x TF-IDF`, with `w` its encoder weight, "
+            "chosen on the validation set by average precision (the hybrid, `--hybrid`): 1 is the "
+            "encoder alone, 0 TF-IDF alone.",
         ]
     if length_lines:
         lines += ["", "## Text lengths of the training data", "", *(f"- {line}" for line in length_lines)]

@@ -340,7 +340,8 @@ def run(
                 if spec.id_column
                 else {}
             )
-            write_outputs(staged, results, evaluations, probs, thresholds, model.label_names, ids)
+            weights = saved_config.encoder_weights(model.label_names)
+            write_outputs(staged, results, evaluations, probs, thresholds, model.label_names, ids, weights)
             staging.replace_files(staged, output_data_dir, OUTPUT_DATA_FILES)
         finally:
             staging.discard(staged)
@@ -383,9 +384,11 @@ def write_outputs(
     thresholds: np.ndarray,
     label_names: Sequence[str],
     ids: Mapping[str, tuple[str, Sequence[str]]] | None = None,
+    encoder_weights: Sequence[float] | None = None,
 ) -> None:
     """Per-row predictions of every scored split (with their ids and, where the file has
-    them, true labels); metrics and the label report of the labelled ones."""
+    them, true labels); metrics and the label report of the labelled ones (with a hybrid's
+    `encoder_weights`)."""
     for split, split_probs in probs.items():
         truth = evaluations[split].labels if split in evaluations else None
         reporting.write_predictions(
@@ -399,4 +402,6 @@ def write_outputs(
     if results:
         reporting.save_metrics(folder, results)
         split = "test" if "test" in evaluations else "validation"
-        reporting.write_label_report(folder, split, evaluations[split], thresholds, label_names)
+        reporting.write_label_report(
+            folder, split, evaluations[split], thresholds, label_names, encoder_weights=encoder_weights
+        )
