@@ -20,6 +20,7 @@ not what is counted).
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import random
 import resource
@@ -52,17 +53,22 @@ def synthetic_rows(
     return columns, labels[first] | labels[second]
 
 
-def fit(columns: dict[str, list[str]], labels: np.ndarray, train_step: bool) -> tfidf.TfidfModel:
-    """`tfidf.fit` on every row, or (`train_step`) train.py's own step, which fits on at most
-    `tfidf.MAX_FIT_ROWS` of them (`pipeline.fit_tfidf`, from a `datasets.Dataset`)."""
-    if not train_step:
-        return tfidf.fit(tfidf.column_texts(columns, list(columns)), labels)
-    from datasets import Dataset
+def loaded(columns: dict[str, list[str]], labels: np.ndarray, folder: Path):
+    """The rows as train.py holds them: a CSV in the default schema, validated and loaded into
+    an Arrow-backed, memory-mapped `datasets.Dataset` by train.py's own functions."""
+    from multilabel.data.dataset import load_split
+    from multilabel.data.schema import ColumnSpec, validate_files
 
-    from multilabel.data.schema import ColumnSpec
-    from multilabel.training.pipeline import fit_tfidf
-
-    return fit_tfidf({"train": Dataset.from_dict(columns)}, ColumnSpec(), labels)
+    path = folder / "train.csv"
+    names = [f"label{k}" for k in range(1, labels.shape[1] + 1)]
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow([*columns, *names])
+        for k, texts in enumerate(zip(*columns.values(), strict=True)):  # row by row: bounded memory
+            writer.writerow([*texts, *labels[k].tolist()])
+    spec = ColumnSpec()
+    schema = validate_files({"train": path}, spec)
+    return load_split(path, spec, schema, cache_dir=str(folder / "cache")), spec
 
 
 def measure(name: str, rows: int, train_step: bool = False) -> dict:
@@ -70,9 +76,19 @@ def measure(name: str, rows: int, train_step: bool = False) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         columns, texts, labels = read_set(write_label_set(name, Path(tmp) / name))
         train_columns, train_labels = synthetic_rows(texts["train"], labels["train"], rows)
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        began = time.perf_counter()
-        model = fit(train_columns, train_labels, train_step)
+        if train_step:  # train.py's step (pipeline.fit_tfidf) on the rows as train.py loads them
+            from multilabel.data.dataset import label_matrix
+            from multilabel.training.pipeline import fit_tfidf
+
+            dataset, spec = loaded(train_columns, train_labels, Path(tmp))
+            del train_columns
+            before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            began = time.perf_counter()
+            model = fit_tfidf({"train": dataset}, spec, label_matrix(dataset))
+        else:
+            before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            began = time.perf_counter()
+            model = tfidf.fit(tfidf.column_texts(train_columns, list(train_columns)), train_labels)
         fit_seconds = time.perf_counter() - began
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         saved = model.save(tmp)
