@@ -1,10 +1,11 @@
 """The hybrid (train.py's default, `--hybrid auto`) on debian-tags, from runs train.py already made.
 
 A run of the encoder alone (`--hybrid none`, as the benchmarks train) keeps its encoder's
-probabilities per record in `validation_predictions.csv` and `test_predictions.csv`; this script fits the TF-IDF model on the training rows once
-(`multilabel.text.tfidf.fit`, as train.py does), then for each run scores on the test set, with
-thresholds chosen on validation by train.py's default strategy (`metrics.choose_thresholds`):
-the encoder alone, TF-IDF alone, and their blend at the weight train.py would choose
+probabilities per record in `validation_predictions.csv` and `test_predictions.csv`; this
+script fits the TF-IDF model on the training rows once (`multilabel.text.tfidf.fit`, as
+train.py does), then for each run scores on the test set, with thresholds chosen on
+validation by train.py's default strategy (`metrics.choose_thresholds`): the encoder alone,
+TF-IDF alone, and their blend at the weight train.py would choose
 (`metrics.choose_blend_weight`). The same functions as train.py's, without retraining the
 encoder; mean and spread over the runs at the end.
 

@@ -1,9 +1,10 @@
 """The defaults, the hybrid and TF-IDF on every Debtags label set, over seeds.
 
 Each (label set, seed) is one train.py run with its defaults but the encoder alone
-(`--hybrid none`; plus `--train-arg` flags for every run) on that set's CSVs (`debtags.py write`: the debian-tags rows and splits, the
-set's tags as label columns). From the run's saved validation and test probabilities the
-script scores, with train.py's own functions and no retraining:
+(`--hybrid none`; plus `--train-arg` flags for every run) on that set's CSVs (`debtags.py
+write`: the debian-tags rows and splits, the set's tags as label columns). From the run's
+saved validation and test probabilities the script scores, with train.py's own functions
+and no retraining:
 
 - `encoder`: the encoder's probabilities alone;
 - `hybrid`: the blend with TF-IDF at one shared encoder weight (`--hybrid_blend global`);

@@ -1,7 +1,7 @@
 """The hybrid's TF-IDF half at scale: fit time, peak memory and the saved model's size.
 
-train.py's hybrid (`--hybrid auto`, the default) fits TF-IDF + one logistic regression per label on every training
-row before the encoder trains. This measures that fit (`multilabel.text.tfidf.fit`, the
+train.py's hybrid (`--hybrid auto`, the default) fits TF-IDF + one logistic regression per
+label on the training rows before the encoder trains. This measures that fit (`multilabel.text.tfidf.fit`, the
 code train.py runs) on N training rows of a Debtags label set, each size in a fresh process
 so that its peak resident memory is its own, with the size of `tfidf.npz` and the numpy
 scoring time of the endpoint's side.
