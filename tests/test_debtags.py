@@ -3,28 +3,19 @@ against the ten labels the rows already carry, and sets that train.py reads as t
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
 from multilabel.core.threshold_strategies import DEFAULT_THRESHOLD_STRATEGY, THRESHOLD_STRATEGIES
 from multilabel.data.schema import validate_files
-from tests.helpers import ROOT
+from tests.helpers import benchmark_module
 
 
 @pytest.fixture(scope="module")
 def debtags():
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        spec = importlib.util.spec_from_file_location("debtags", ROOT / "benchmarks" / "debtags.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        yield module
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
+    return benchmark_module("debtags")
 
 
 def test_every_row_has_its_packages_tags_and_they_agree_with_its_ten_labels(debtags) -> None:

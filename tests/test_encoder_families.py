@@ -1,4 +1,4 @@
-"""Every encoder family end to end: BERT, RoBERTa, DistilBERT, DeBERTa-v2 and ModernBERT.
+"""Every encoder family end to end: BERT, RoBERTa, DistilBERT, DeBERTa-v2, ModernBERT and MPNet.
 
 Each is a tiny random model with its family's own tokenizer class (`tiny_model.build_tiny_model`).
 In process: its pair encoding, token types, padding, head bias and length limit. Through
@@ -49,13 +49,14 @@ ONE_THREAD = {"OMP_NUM_THREADS": "1"}
 MAX_POSITIONS = 130
 
 # What each family's real checkpoints use; only BERT embeds a second token type. RoBERTa
-# has one type, DistilBERT and ModernBERT take none, DeBERTa-v3 has type_vocab_size 0.
+# has one type, DistilBERT, ModernBERT and MPNet take none, DeBERTa-v3 has type_vocab_size 0.
 TOKENIZER_CLASS = {
     "bert": "BertTokenizerFast",
     "roberta": "RobertaTokenizerFast",
     "distilbert": "DistilBertTokenizerFast",
     "deberta-v2": "DebertaV2TokenizerFast",
     "modernbert": "PreTrainedTokenizerFast",
+    "mpnet": "MPNetTokenizerFast",
 }
 TAKES_TOKEN_TYPES = {"bert"}
 HEAD = {  # the layer whose outputs are the logits
@@ -64,11 +65,20 @@ HEAD = {  # the layer whose outputs are the logits
     "distilbert": "classifier",
     "deberta-v2": "classifier",
     "modernbert": "classifier",
+    "mpnet": "classifier.out_proj",
 }
 # The longest input each can take at MAX_POSITIONS position embeddings, asked for 300:
-# RoBERTa's positions start after its padding index; DeBERTa-v3's are relative only.
-MAX_LENGTH = {"bert": 130, "roberta": 128, "distilbert": 130, "deberta-v2": 300, "modernbert": 130}
-ABSOLUTE_POSITIONS = {"bert", "roberta", "distilbert"}  # an embedding table that ends
+# RoBERTa's and MPNet's positions start after the padding index; DeBERTa-v3's are relative only.
+MAX_LENGTH = {
+    "bert": 130,
+    "roberta": 128,
+    "distilbert": 130,
+    "deberta-v2": 300,
+    "modernbert": 130,
+    "mpnet": 128,
+}
+ABSOLUTE_POSITIONS = {"bert", "roberta", "distilbert", "mpnet"}  # an embedding table that ends
+DOUBLE_SEPARATOR = {"roberta", "mpnet"}  # <s> A </s></s> B </s>
 
 TEXTS = ["fast C++ library for parsing BLAST output", "python module", "a game of chess for the desktop"]
 PAIRS = ["This package provides a very fast library.", "", "Play chess against the computer or online."]
@@ -134,7 +144,7 @@ def test_pair_encoding_and_token_types_follow_the_family(tiny_models, family: st
         assert len(ids) <= 32
         assert ids[0] == tokenizer.cls_token_id and ids[-1] == tokenizer.sep_token_id, (family, ids)
         seps = [j for j, t in enumerate(ids) if t == tokenizer.sep_token_id]
-        assert len(seps) == (3 if family == "roberta" else 2), f"{family}: a pair is not two segments"
+        assert len(seps) == (3 if family in DOUBLE_SEPARATOR else 2), f"{family}: a pair is not two segments"
         if "token_type_ids" in features:  # segment A and its [SEP] are type 0, segment B type 1
             types = features["token_type_ids"][i]
             assert types == [0] * (seps[0] + 1) + [1] * (len(ids) - seps[0] - 1), types

@@ -40,6 +40,8 @@ from transformers import (
     DistilBertConfig,
     DistilBertTokenizerFast,
     ModernBertConfig,
+    MPNetConfig,
+    MPNetTokenizerFast,
     PretrainedConfig,
     PreTrainedTokenizerFast,
     RobertaConfig,
@@ -52,7 +54,9 @@ logger = logging.getLogger(__name__)
 SPECIAL_TOKENS = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
 # BERT's, DistilBERT's, DeBERTa-v3's and ModernBERT's special tokens (ids differ by family).
 BRACKET_SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-FAMILIES = ("bert", "roberta", "distilbert", "deberta-v2", "modernbert")
+# MPNet's: RoBERTa's tokens over a lower-cased WordPiece vocabulary, [UNK] for unknown words.
+MPNET_SPECIAL_TOKENS = ["<s>", "<pad>", "</s>", "[UNK]", "<mask>"]
+FAMILIES = ("bert", "roberta", "distilbert", "deberta-v2", "modernbert", "mpnet")
 # Config fields that a family names differently from BERT.
 FIELD_NAMES = {"distilbert": {"intermediate_size": "hidden_dim"}}
 
@@ -160,6 +164,13 @@ def _family_tokenizer(
         (vocab_file,) = wordpiece.save_model(str(out_dir))
         tokenizer_class = BertTokenizerFast if family == "bert" else DistilBertTokenizerFast
         return tokenizer_class(vocab_file=vocab_file, do_lower_case=True, model_max_length=max_length)
+    if family == "mpnet":  # <s> A </s></s> B </s>, as RoBERTa, with no token types
+        wordpiece = BertWordPieceTokenizer(lowercase=True)
+        wordpiece.train_from_iterator(
+            texts, vocab_size=vocab_size, min_frequency=2, special_tokens=MPNET_SPECIAL_TOKENS
+        )
+        (vocab_file,) = wordpiece.save_model(str(out_dir))
+        return MPNetTokenizerFast(vocab_file=vocab_file, do_lower_case=True, model_max_length=max_length)
     if family == "deberta-v2":
         # DeBERTa-v3's: a SentencePiece unigram model behind a metaspace. Its checkpoints
         # ship `spm.model`, from which transformers builds this fast class; `tokenizers`
@@ -231,6 +242,11 @@ def build_tiny_model(
     config_class, extra = {
         "bert": (BertConfig, {}),
         "distilbert": (DistilBertConfig, {}),
+        # all-mpnet-base-v2's special token ids (its positions start after the padding index).
+        "mpnet": (
+            MPNetConfig,
+            {"bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id},
+        ),
         # DeBERTa-v3's: relative positions only, no token type embeddings.
         "deberta-v2": (
             DebertaV2Config,
